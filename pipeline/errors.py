@@ -1,0 +1,9 @@
+"""Errors a user can cause. Stages turn them into one clear line and a non-zero exit."""
+
+
+class PipelineError(Exception):
+    """A problem the user can fix (bad path, missing credentials, bad data); say what to do."""
+
+
+class ConfigError(PipelineError):
+    """A params problem: unknown, missing or mistyped key."""

@@ -1,0 +1,271 @@
+"""Ragged drawing store in zarr v3: no padding, class-balanced blocks, fast sequential reads.
+
+Layout of `data/processed/drawings.zarr` (root attrs: format_version, classes, counts, params):
+
+    <split>/points      (P, 3) uint8   x, y, pen; pen=1 on the last point of each stroke
+    <split>/offsets     (N+1,) int64   drawing i is points[offsets[i]:offsets[i+1]]
+    <split>/label       (N,)   int16   index into classes; -1 where unknown (test)
+    <split>/key_id      (N,)   int64
+    <split>/country     (N,)   uint16  two ASCII letters packed (0 = missing)
+    <split>/recognized  (N,)   int8    1, 0, or -1 when unknown (test)
+    <split>/valid       (N,)   bool    False for a test row that could not be parsed (stored empty)
+
+Splits are `train`, `val` and `test`. Per-drawing arrays are chunked by `block_size` drawings,
+so one block is one chunk of each; training reads whole blocks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+from zarr.codecs import BloscCodec
+
+from pipeline.errors import PipelineError
+
+FORMAT_VERSION = 1
+SPLITS = ("train", "val", "test")
+POINT_CHUNK = 1 << 18  # points per chunk of `points` (768 KiB raw)
+_COMPRESSORS = [BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")]
+_DRAWING_ARRAYS = {  # name -> dtype of the per-drawing arrays
+    "label": np.int16,
+    "key_id": np.int64,
+    "country": np.uint16,
+    "recognized": np.int8,
+    "valid": np.bool_,
+}
+
+
+@dataclass(frozen=True)
+class Drawings:
+    """A ragged batch of drawings in memory: concatenated points plus offsets."""
+
+    points: np.ndarray  # (P, 3) uint8: x, y, pen (1 = last point of a stroke)
+    offsets: np.ndarray  # (N+1,) int64, offsets[0] == 0
+    labels: np.ndarray  # (N,) int16, -1 where unknown
+    key_ids: np.ndarray  # (N,) int64
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def drawing(self, i: int) -> np.ndarray:
+        return self.points[self.offsets[i] : self.offsets[i + 1]]
+
+    def strokes(self, i: int) -> list[tuple[list[int], list[int]]]:
+        """Drawing i back in the CSV's nested form: [([x...], [y...]), ...]."""
+        pts = self.drawing(i)
+        ends = np.flatnonzero(pts[:, 2]) + 1
+        return [(s[:, 0].tolist(), s[:, 1].tolist()) for s in np.split(pts, ends[:-1])]
+
+    def take(self, index: np.ndarray) -> Drawings:
+        """Gather drawings `index` (any order) into a new ragged batch."""
+        index = np.asarray(index, dtype=np.int64)
+        lengths = self.lengths[index]
+        offsets = np.zeros(len(index) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        # Point positions: each drawing's run start..start+len, built without a Python loop.
+        starts = np.repeat(self.offsets[:-1][index] - offsets[:-1], lengths)
+        points = self.points[np.arange(offsets[-1]) + starts]
+        return Drawings(points, offsets, self.labels[index], self.key_ids[index])
+
+    @staticmethod
+    def concat(parts: list[Drawings]) -> Drawings:
+        if not parts:
+            return Drawings.empty()
+        sizes = [p.offsets[-1] for p in parts]
+        shifts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        offsets = np.concatenate([[0]] + [p.offsets[1:] + s for p, s in zip(parts, shifts)])
+        return Drawings(
+            np.concatenate([p.points for p in parts]),
+            offsets.astype(np.int64),
+            np.concatenate([p.labels for p in parts]),
+            np.concatenate([p.key_ids for p in parts]),
+        )
+
+    @staticmethod
+    def empty() -> Drawings:
+        return Drawings(
+            np.zeros((0, 3), np.uint8), np.zeros(1, np.int64),
+            np.zeros(0, np.int16), np.zeros(0, np.int64),
+        )
+
+    @staticmethod
+    def from_strokes(
+        drawings: list[list[tuple[list[int], list[int]]]],
+        labels: list[int] | None = None,
+        key_ids: list[int] | None = None,
+    ) -> Drawings:
+        """Build from nested strokes (tests and small inputs; the hot path parses directly)."""
+        pts, offsets = [], [0]
+        for strokes in drawings:
+            for xs, ys in strokes:
+                p = np.zeros((len(xs), 3), np.uint8)
+                p[:, 0], p[:, 1], p[-1, 2] = xs, ys, 1
+                pts.append(p)
+            offsets.append(offsets[-1] + sum(len(xs) for xs, _ in strokes))
+        n = len(drawings)
+        return Drawings(
+            np.concatenate(pts) if pts else np.zeros((0, 3), np.uint8),
+            np.asarray(offsets, np.int64),
+            np.asarray(labels if labels is not None else [-1] * n, np.int16),
+            np.asarray(key_ids if key_ids is not None else range(n), np.int64),
+        )
+
+
+def pack_country(codes: np.ndarray | list[str]) -> np.ndarray:
+    """'US' -> uint16; '' or anything not two ASCII letters -> 0."""
+    out = np.zeros(len(codes), np.uint16)
+    for i, c in enumerate(codes):
+        if isinstance(c, str) and len(c) == 2 and c.isascii():
+            out[i] = (ord(c[0]) << 8) | ord(c[1])
+    return out
+
+
+def unpack_country(packed: np.ndarray) -> list[str]:
+    return [chr(v >> 8) + chr(v & 0xFF) if v else "" for v in packed.tolist()]
+
+
+class SplitWriter:
+    """Append drawings to one split group; buffers so every chunk is written once, whole."""
+
+    def __init__(self, root: zarr.Group, split: str, block_size: int) -> None:
+        self.group = root.create_group(split)
+        self.block_size = block_size
+        self.points = self.group.create_array(
+            "points", shape=(0, 3), chunks=(POINT_CHUNK, 3), dtype=np.uint8,
+            compressors=_COMPRESSORS,
+        )
+        self.offsets = self.group.create_array(
+            "offsets", shape=(1,), chunks=(block_size,), dtype=np.int64, compressors=_COMPRESSORS,
+        )
+        self.offsets[:] = 0
+        self.arrays = {
+            name: self.group.create_array(
+                name, shape=(0,), chunks=(block_size,), dtype=dtype, compressors=_COMPRESSORS,
+            )
+            for name, dtype in _DRAWING_ARRAYS.items()
+        }
+        self.n = 0
+        self.n_points = 0
+        self._pending: list[tuple[Drawings, dict[str, np.ndarray]]] = []
+        self._pending_n = 0
+
+    def append(self, drawings: Drawings, **columns: np.ndarray) -> None:
+        """Queue drawings; `columns` may give country, recognized, valid (defaults: 0, -1, True)."""
+        n = len(drawings)
+        cols = {
+            "label": drawings.labels,
+            "key_id": drawings.key_ids,
+            "country": columns.pop("country", np.zeros(n, np.uint16)),
+            "recognized": columns.pop("recognized", np.full(n, -1, np.int8)),
+            "valid": columns.pop("valid", np.ones(n, np.bool_)),
+        }
+        if columns:
+            raise ValueError(f"unknown columns {sorted(columns)}")
+        self._pending.append((drawings, cols))
+        self._pending_n += n
+        if self._pending_n >= self.block_size:
+            self._flush(final=False)
+
+    def close(self) -> None:
+        self._flush(final=True)
+        self.group.attrs.update({"n": self.n, "n_points": self.n_points})
+
+    def _flush(self, final: bool) -> None:
+        if not self._pending:
+            return
+        batch = Drawings.concat([d for d, _ in self._pending])
+        cols = {k: np.concatenate([c[k] for _, c in self._pending]) for k in _DRAWING_ARRAYS}
+        # Write whole blocks now, keep the remainder for the next call (unless final).
+        keep = 0 if final else len(batch) % self.block_size
+        n_write = len(batch) - keep
+        head = batch.take(np.arange(n_write))
+        self.points.append(head.points)
+        self.offsets.append(head.offsets[1:] + self.n_points)
+        for name, arr in self.arrays.items():
+            arr.append(cols[name][:n_write].astype(_DRAWING_ARRAYS[name], copy=False))
+        self.n += n_write
+        self.n_points += int(head.offsets[-1])
+        self._pending, self._pending_n = [], keep
+        if keep:
+            tail = batch.take(np.arange(n_write, len(batch)))
+            self._pending = [(tail, {k: v[n_write:] for k, v in cols.items()})]
+
+
+def create_store(path: Path, classes: list[str], attrs: dict[str, Any]) -> zarr.Group:
+    """Open a new store for writing (callers write into a temp folder, then rename)."""
+    root = zarr.open_group(str(path), mode="w")
+    root.attrs.update({"format_version": FORMAT_VERSION, "classes": classes, **attrs})
+    return root
+
+
+class SplitReader:
+    """Read one split: per-drawing arrays in memory, points on demand by block or range."""
+
+    def __init__(self, group: zarr.Group) -> None:
+        self.group = group
+        self.offsets: np.ndarray = group["offsets"][:]
+        self.labels: np.ndarray = group["label"][:]
+        self.key_ids: np.ndarray = group["key_id"][:]
+        self.valid: np.ndarray = group["valid"][:]
+        self.block_size: int = group["label"].chunks[0]
+        self._points = group["points"]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    @property
+    def n_blocks(self) -> int:
+        return -(-len(self) // self.block_size)
+
+    def column(self, name: str) -> np.ndarray:
+        return self.group[name][:]
+
+    def read(self, start: int = 0, stop: int | None = None) -> Drawings:
+        stop = len(self) if stop is None else min(stop, len(self))
+        lo, hi = int(self.offsets[start]), int(self.offsets[stop])
+        points = self._points[lo:hi] if hi > lo else np.zeros((0, 3), np.uint8)
+        return Drawings(
+            points, self.offsets[start : stop + 1] - lo,
+            self.labels[start:stop], self.key_ids[start:stop],
+        )
+
+    def block(self, b: int) -> Drawings:
+        return self.read(b * self.block_size, (b + 1) * self.block_size)
+
+
+class DrawingStore:
+    """Open a finished store read-only; refuses missing, partial or other-version stores."""
+
+    def __init__(self, path: Path) -> None:
+        if not (path / "zarr.json").is_file():
+            raise PipelineError(f"no drawing store at {path}; run `dvc repro preprocess` first")
+        self.root = zarr.open_group(str(path), mode="r")
+        version = self.root.attrs.get("format_version")
+        if version != FORMAT_VERSION:
+            raise PipelineError(
+                f"{path} has store format {version}, this code reads {FORMAT_VERSION}; "
+                "rerun `dvc repro preprocess`"
+            )
+        self.attrs: dict[str, Any] = dict(self.root.attrs)
+        self.classes: list[str] = list(self.attrs["classes"])
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    def split(self, name: str) -> SplitReader:
+        if name not in self.root:
+            raise PipelineError(f"store has no '{name}' split")
+        return SplitReader(self.root[name])

@@ -1,0 +1,123 @@
+"""Shared helpers: seeding, CLI entry, atomic writes, metrics files, device choice."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+import os
+import random
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.errors import PipelineError
+
+log = logging.getLogger("pipeline")
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and (if imported) torch, so a stage is reproducible from params."""
+    random.seed(seed)
+    np.random.seed(seed)
+    if "torch" in sys.modules:
+        import torch
+
+        torch.manual_seed(seed)
+
+
+def setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+
+
+def entrypoint(main: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorate a stage's main(): a `PipelineError` ends with one line and exit 2, no traceback."""
+
+    @functools.wraps(main)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        setup_logging()
+        try:
+            return main(*args, **kwargs)
+        except PipelineError as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            sys.exit(130)
+
+    return wrapper
+
+
+def n_workers(requested: int) -> int:
+    """0 means all cores."""
+    return requested if requested > 0 else (os.cpu_count() or 1)
+
+
+@contextlib.contextmanager
+def atomic_dir(final_dir: Path) -> Iterator[Path]:
+    """Yield a temp folder beside `final_dir`; on success it replaces `final_dir` in one rename.
+
+    An interrupted run leaves only a `.tmp-*` folder, which no stage accepts and the next run
+    removes, so a half-written output is never mistaken for a complete one.
+    """
+    final_dir.parent.mkdir(parents=True, exist_ok=True)
+    for stale in final_dir.parent.glob(f".{final_dir.name}.tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final_dir.name}.tmp-", dir=final_dir.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if final_dir.is_symlink() or final_dir.is_file():
+        final_dir.unlink()
+    elif final_dir.exists():
+        shutil.rmtree(final_dir)
+    os.replace(tmp, final_dir)
+
+
+@contextlib.contextmanager
+def atomic_file(final_path: Path, mode: str = "w", **kwargs: Any) -> Iterator[Any]:
+    """Open a temp file beside `final_path`; rename it over `final_path` only when closed cleanly."""
+    final_path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{final_path.name}.tmp-", dir=final_path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        with open(tmp, mode, **kwargs) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, final_path)
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write a metrics/metadata JSON atomically (sorted keys, so diffs are stable)."""
+    with atomic_file(path) as f:
+        json.dump(data, f, indent=2, sort_keys=True, default=_json_default)
+        f.write("\n")
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def require_file(path: Path, hint: str) -> Path:
+    """Fail with a clear message when an input from an earlier stage is missing."""
+    if not path.exists():
+        raise PipelineError(f"{path} not found; {hint}")
+    return path
