@@ -6,6 +6,8 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt | cksum | cut -d' ' -f1
 # DVC must not phone home (no network here) and must not prompt.
 export DVC_NO_ANALYTICS := 1
 export PYTHONDONTWRITEBYTECODE := 1
+# Stage commands say `python`: make it the venv's.
+export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: setup repro test test-fast lint bench clean
 

@@ -60,6 +60,7 @@ class TrainConfig:
     num_layers: int
     conv_channels: list[int]
     conv_kernel: int
+    conv_stride: int  # stride of the first conv layer (2 halves the RNN's steps)
     batch_norm: bool
     dropout: float
     pooling: Literal["sum", "mean", "max", "meanmax"]
@@ -71,6 +72,7 @@ class TrainConfig:
     aug_stroke_dropout: float
     shuffle_buffer_blocks: int
     workers: int  # DataLoader worker processes; 0 = load in the main process
+    threads: int  # torch threads per process; 0 = cores / processes - workers
     checkpoint_every_s: float
     seed: int
 

@@ -11,7 +11,12 @@ Layout of `data/processed/drawings.zarr` (root attrs: format_version, classes, c
     <split>/valid       (N,)   bool    False for a test row that could not be parsed (stored empty)
 
 Splits are `train`, `val` and `test`. Per-drawing arrays are chunked by `block_size` drawings,
-so one block is one chunk of each; training reads whole blocks.
+so one block is one chunk of each; training reads whole blocks. Root attr `counts` is
+`{"train": {class: n}, "val": {class: n}, "test": n}`. Group attrs: `n`, `n_points`.
+
+Codecs: `points` is stored transposed (all x of a chunk, then all y, then pen) and zstd-compressed,
+about 100 bytes per simplified drawing of 45 points (146 raw); per-drawing arrays use blosc-zstd
+with bit shuffling. The writer fills every chunk in memory and writes it once, whole.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from typing import Any
 
 import numpy as np
 import zarr
-from zarr.codecs import BloscCodec
+from zarr.codecs import BloscCodec, TransposeCodec, ZstdCodec
 
 from pipeline.errors import PipelineError
 
@@ -30,6 +35,9 @@ FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")
 POINT_CHUNK = 1 << 18  # points per chunk of `points` (768 KiB raw)
 _COMPRESSORS = [BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")]
+# x, y and pen each compress best as their own run; zstd 3 is ~2x faster than 5 for 0.5% more.
+_POINT_FILTERS = [TransposeCodec(order=(1, 0))]
+_POINT_COMPRESSORS = [ZstdCodec(level=3)]
 _DRAWING_ARRAYS = {  # name -> dtype of the per-drawing arrays
     "label": np.int16,
     "key_id": np.int64,
@@ -119,9 +127,21 @@ class Drawings:
         )
 
 
-def pack_country(codes: np.ndarray | list[str]) -> np.ndarray:
+def pack_country(codes: np.ndarray | list[str] | tuple[str, ...]) -> np.ndarray:
     """'US' -> uint16; '' or anything not two ASCII letters -> 0."""
     out = np.zeros(len(codes), np.uint16)
+    if len(codes) and all(isinstance(c, str) for c in codes):
+        # Vectorised: view the fixed-width unicode array as code points, (N, width) uint32.
+        arr = np.asarray(codes, dtype=str)
+        width = arr.dtype.itemsize // 4
+        if width < 2:
+            return out
+        cp = arr.view(np.uint32).reshape(len(arr), width)
+        ok = (cp[:, 0] > 0) & (cp[:, 0] < 128) & (cp[:, 1] > 0) & (cp[:, 1] < 128)
+        if width > 2:
+            ok &= cp[:, 2] == 0
+        out[ok] = (cp[ok, 0] << 8) | cp[ok, 1]
+        return out
     for i, c in enumerate(codes):
         if isinstance(c, str) and len(c) == 2 and c.isascii():
             out[i] = (ord(c[0]) << 8) | ord(c[1])
@@ -140,7 +160,7 @@ class SplitWriter:
         self.block_size = block_size
         self.points = self.group.create_array(
             "points", shape=(0, 3), chunks=(POINT_CHUNK, 3), dtype=np.uint8,
-            compressors=_COMPRESSORS,
+            filters=_POINT_FILTERS, compressors=_POINT_COMPRESSORS,
         )
         self.offsets = self.group.create_array(
             "offsets", shape=(1,), chunks=(block_size,), dtype=np.int64, compressors=_COMPRESSORS,
@@ -156,6 +176,8 @@ class SplitWriter:
         self.n_points = 0
         self._pending: list[tuple[Drawings, dict[str, np.ndarray]]] = []
         self._pending_n = 0
+        self._points_buffer: list[np.ndarray] = []  # points not yet written (< one chunk)
+        self._points_buffered = 0
 
     def append(self, drawings: Drawings, **columns: np.ndarray) -> None:
         """Queue drawings; `columns` may give country, recognized, valid (defaults: 0, -1, True)."""
@@ -176,7 +198,19 @@ class SplitWriter:
 
     def close(self) -> None:
         self._flush(final=True)
+        self._write_points(final=True)
         self.group.attrs.update({"n": self.n, "n_points": self.n_points})
+
+    def _write_points(self, final: bool) -> None:
+        """Append buffered points in whole chunks (the tail too when final)."""
+        if not self._points_buffer:
+            return
+        points = np.concatenate(self._points_buffer)
+        n_write = len(points) if final else len(points) // POINT_CHUNK * POINT_CHUNK
+        if n_write:
+            self.points.append(points[:n_write])
+        self._points_buffer = [points[n_write:]] if n_write < len(points) else []
+        self._points_buffered = len(points) - n_write
 
     def _flush(self, final: bool) -> None:
         if not self._pending:
@@ -186,13 +220,16 @@ class SplitWriter:
         # Write whole blocks now, keep the remainder for the next call (unless final).
         keep = 0 if final else len(batch) % self.block_size
         n_write = len(batch) - keep
-        head = batch.take(np.arange(n_write))
-        self.points.append(head.points)
-        self.offsets.append(head.offsets[1:] + self.n_points)
+        head_points = batch.points[: batch.offsets[n_write]]
+        self._points_buffer.append(head_points)
+        self._points_buffered += len(head_points)
+        if self._points_buffered >= POINT_CHUNK:
+            self._write_points(final=False)
+        self.offsets.append(batch.offsets[1 : n_write + 1] + self.n_points)
         for name, arr in self.arrays.items():
             arr.append(cols[name][:n_write].astype(_DRAWING_ARRAYS[name], copy=False))
         self.n += n_write
-        self.n_points += int(head.offsets[-1])
+        self.n_points += int(batch.offsets[n_write])
         self._pending, self._pending_n = [], keep
         if keep:
             tail = batch.take(np.arange(n_write, len(batch)))

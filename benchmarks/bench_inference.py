@@ -1,0 +1,71 @@
+"""Inference throughput: drawings/s of `predict.model_proba` on real drawings, with and without TTA.
+
+    python -m benchmarks inference
+
+Uses the repo's default `train:` architecture with 340 output classes (weights do not change the
+speed, so no training is needed) on kaggle16's 1,600 test drawings, on CPU.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+
+import torch
+
+from pipeline.config import TrainConfig, from_dict, load_params, to_dict
+from pipeline.features import N_FEATURES, feature_meta
+from pipeline.model import ModelConfig, build_model
+from pipeline.predict import model_proba
+from pipeline.store import Drawings
+from tests.conftest import REPO_DIR, SHARED_QUICKDRAW
+
+N_CLASSES = 340  # the competition's class count
+BATCH_SIZE = 512
+TTA = 2
+
+
+def read_test_drawings() -> Drawings:
+    with open(SHARED_QUICKDRAW / "kaggle16" / "test_simplified.csv", newline="") as f:
+        return Drawings.from_strokes([json.loads(r["drawing"]) for r in csv.DictReader(f)])
+
+
+def default_model(model: str) -> tuple[torch.nn.Module, dict]:
+    raw = load_params(REPO_DIR / "configs" / "params.yaml")["train"] | {"model": model}
+    cfg = from_dict(TrainConfig, raw, "train")
+    model_cfg = ModelConfig.from_train(cfg, N_FEATURES, N_CLASSES)
+    torch.manual_seed(0)
+    meta = {
+        "classes": [f"class {i}" for i in range(N_CLASSES)],
+        "train_cfg": to_dict(cfg),
+        "model_cfg": model_cfg.to_dict(),
+        "features": feature_meta(cfg.max_points),
+    }
+    return build_model(model_cfg).eval(), meta
+
+
+def drawings_per_s(model: torch.nn.Module, meta: dict, drawings: Drawings, tta: int) -> float:
+    model_proba(model, meta, drawings.take(range(256)), BATCH_SIZE, tta=tta)  # warm-up
+    start = time.perf_counter()
+    model_proba(model, meta, drawings, BATCH_SIZE, tta=tta)
+    return len(drawings) / (time.perf_counter() - start)
+
+
+def run() -> dict[str, float]:
+    drawings = read_test_drawings()
+    figures: dict[str, float] = {
+        "drawings": len(drawings),
+        "torch_threads": torch.get_num_threads(),
+    }
+    for name in ("gru", "bilstm"):
+        model, meta = default_model(name)
+        for tta in (0, TTA):
+            key = f"{name}/drawings_per_s" + (f"_tta{tta}" if tta else "")
+            figures[key] = round(drawings_per_s(model, meta, drawings, tta), 1)
+            print(f"{key:>32}  {figures[key]:>10,.1f}", flush=True)
+    return figures
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,235 @@
+"""Per-point features for the sequence models, with training augmentation; all vectorised.
+
+A drawing `(n, 3) uint8 x, y, pen` becomes `(n', N_FEATURES) float32` rows, n' = min(n, max_points)
+(longer drawings are subsampled evenly along their points; a stroke end that falls between two
+kept points moves to the earlier one, so strokes survive). Coordinates are normalised by the
+bounding box: centred, divided by its longer side (aspect ratio kept), so x, y lie in [-1, 1].
+
+Features per point (FEATURES order):
+    x, y            normalised position
+    dx, dy          step from the previous point (0 at the first point); a pen-up jump at a
+                    stroke start is a step too, flagged by `stroke_start`
+    seg_len         sqrt(dx² + dy²)
+    pen_end         1 on the last point of a stroke
+    stroke_start    1 on the first point of a stroke
+    stroke_pos      stroke index / (strokes - 1), 0 for one-stroke drawings
+    time_pos        point index / (points - 1)
+
+Augmentation (`Augment`, training and TTA only) acts before normalisation: per-axis scale
+(uniform scale would be undone by normalisation), shear, rotation, point jitter, and dropping
+whole strokes (a drawing always keeps at least one). Each is a param; 0 turns it off.
+
+Checkpoints record `FEATURE_VERSION` and `max_points`, so `featurize` can keep reproducing the
+featurisation an old model was trained with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from pipeline.store import Drawings
+
+FEATURE_VERSION = 1
+FEATURES = (
+    "x", "y", "dx", "dy", "seg_len", "pen_end", "stroke_start", "stroke_pos", "time_pos",
+)  # fmt: skip
+N_FEATURES = len(FEATURES)
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Training augmentation strengths; each 0 = off."""
+
+    scale: float = 0.0  # per-axis factor drawn from 1 ± scale
+    shear: float = 0.0  # x += shear_factor * y, factor from ± shear
+    rotate_deg: float = 0.0  # rotation drawn from ± rotate_deg
+    jitter: float = 0.0  # per-point Gaussian noise, in units of the 0-255 canvas
+    stroke_dropout: float = 0.0  # probability of dropping each stroke
+
+    @property
+    def active(self) -> bool:
+        return any((self.scale, self.shear, self.rotate_deg, self.jitter, self.stroke_dropout))
+
+    @staticmethod
+    def from_train_cfg(cfg: Any) -> Augment:
+        """From a TrainConfig or its dict form (as stored in checkpoints)."""
+        get = cfg.get if isinstance(cfg, dict) else lambda k: getattr(cfg, k)
+        return Augment(
+            scale=get("aug_scale"),
+            shear=get("aug_shear"),
+            rotate_deg=get("aug_rotate_deg"),
+            jitter=get("aug_jitter"),
+            stroke_dropout=get("aug_stroke_dropout"),
+        )
+
+
+def feature_meta(max_points: int) -> dict[str, Any]:
+    """What a checkpoint stores to reproduce this featurisation."""
+    return {"version": FEATURE_VERSION, "max_points": max_points, "names": list(FEATURES)}
+
+
+def featurize(
+    drawings: Drawings,
+    max_points: int,
+    augment: Augment | None = None,
+    rng: np.random.Generator | None = None,
+    version: int = FEATURE_VERSION,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Features of every point: `(feats (P', N_FEATURES) float32, offsets (N+1,) int64)`.
+
+    Zero-length drawings stay zero-length. `augment` needs `rng` (seeded by the caller).
+    """
+    if version != FEATURE_VERSION:
+        raise ValueError(f"unknown feature version {version} (this code has {FEATURE_VERSION})")
+    points, offsets = drawings.points, drawings.offsets
+    pen = points[:, 2].astype(bool)
+    if augment is not None and augment.stroke_dropout > 0:
+        points, offsets, pen = _drop_strokes(points, offsets, pen, augment.stroke_dropout, rng)
+    index, offsets, pen_end, stroke_id = _cap_points(offsets, pen, max_points)
+    xy = points[index, :2].astype(np.float32)  # (P', 2)
+    n = len(offsets) - 1
+    lengths = np.diff(offsets)
+    owner = np.repeat(np.arange(n), lengths)  # drawing of each point
+    if augment is not None and augment.active:
+        xy = _affine(xy, owner, n, augment, rng)
+    return _features(xy, offsets, lengths, owner, pen_end, stroke_id), offsets
+
+
+def _drop_strokes(
+    points: np.ndarray, offsets: np.ndarray, pen: np.ndarray, p: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Drop each stroke with probability p; a drawing that would lose all keeps all."""
+    n = len(offsets) - 1
+    lengths = np.diff(offsets)
+    owner = np.repeat(np.arange(n), lengths)
+    stroke = _stroke_ids(pen, offsets)  # global stroke number of each point
+    n_strokes = int(stroke[-1]) + 1 if len(stroke) else 0
+    stroke_owner = np.zeros(n_strokes, np.int64)
+    stroke_owner[stroke] = owner
+    keep_stroke = rng.random(n_strokes) >= p
+    kept_per_drawing = np.bincount(stroke_owner, weights=keep_stroke, minlength=n)
+    keep_stroke |= kept_per_drawing[stroke_owner] == 0
+    keep = keep_stroke[stroke]
+    new_lengths = np.bincount(owner[keep], minlength=n)
+    new_offsets = np.zeros(n + 1, np.int64)
+    np.cumsum(new_lengths, out=new_offsets[1:])
+    return points[keep], new_offsets, pen[keep]
+
+
+def _stroke_ids(pen: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Global stroke number per point; a drawing boundary also ends a stroke."""
+    ends = pen.copy()
+    last = offsets[1:][np.diff(offsets) > 0] - 1
+    ends[last] = True
+    ids = np.zeros(len(pen), np.int64)
+    if len(pen) > 1:
+        np.cumsum(ends[:-1], out=ids[1:])
+    return ids
+
+
+def _cap_points(
+    offsets: np.ndarray, pen: np.ndarray, max_points: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Indices of kept points (even subsampling of long drawings), new offsets, pen ends, strokes."""
+    lengths = np.diff(offsets)
+    new_lengths = np.minimum(lengths, max_points)
+    new_offsets = np.zeros(len(lengths) + 1, np.int64)
+    np.cumsum(new_lengths, out=new_offsets[1:])
+    owner = np.repeat(np.arange(len(lengths)), new_lengths)
+    local = np.arange(new_offsets[-1]) - new_offsets[:-1][owner]
+    long = lengths[owner] > new_lengths[owner]
+    step = (lengths[owner] - 1) / np.maximum(new_lengths[owner] - 1, 1)
+    local = np.where(long, np.floor(local * step + 0.5).astype(np.int64), local)
+    index = offsets[:-1][owner] + local
+    stroke_all = _stroke_ids(pen, offsets)
+    stroke = stroke_all[index]
+    # A kept point ends a stroke when the next kept point is in another stroke (or drawing).
+    pen_end = np.ones(len(index), bool)
+    if len(index) > 1:
+        pen_end[:-1] = stroke[1:] != stroke[:-1]
+    return index, new_offsets, pen_end, stroke
+
+
+def _affine(
+    xy: np.ndarray, owner: np.ndarray, n: int, aug: Augment, rng: np.random.Generator
+) -> np.ndarray:
+    """Per-drawing scale/shear/rotation about the canvas centre, then per-point jitter."""
+    sx = 1 + rng.uniform(-aug.scale, aug.scale, n)
+    sy = 1 + rng.uniform(-aug.scale, aug.scale, n)
+    shear = rng.uniform(-aug.shear, aug.shear, n)
+    theta = np.deg2rad(rng.uniform(-aug.rotate_deg, aug.rotate_deg, n))
+    cos, sin = np.cos(theta), np.sin(theta)
+    # M = R @ Shear @ Scale, one 2x2 per drawing.
+    m00 = cos * sx
+    m01 = (cos * shear - sin) * sy
+    m10 = sin * sx
+    m11 = (sin * shear + cos) * sy
+    c = xy - 127.5
+    x, y = c[:, 0], c[:, 1]
+    out = np.empty_like(xy)
+    out[:, 0] = m00[owner] * x + m01[owner] * y
+    out[:, 1] = m10[owner] * x + m11[owner] * y
+    if aug.jitter > 0:
+        out += rng.normal(0, aug.jitter, out.shape).astype(np.float32)
+    return out
+
+
+def _features(
+    xy: np.ndarray,
+    offsets: np.ndarray,
+    lengths: np.ndarray,
+    owner: np.ndarray,
+    pen_end: np.ndarray,
+    stroke: np.ndarray,
+) -> np.ndarray:
+    n_points = len(xy)
+    feats = np.zeros((n_points, N_FEATURES), np.float32)
+    if n_points == 0:
+        return feats
+    nonempty = lengths > 0
+    starts = offsets[:-1][nonempty]
+    lo = np.zeros((len(lengths), 2), np.float32)
+    hi = np.zeros((len(lengths), 2), np.float32)
+    lo[nonempty] = np.minimum.reduceat(xy, starts, axis=0)
+    hi[nonempty] = np.maximum.reduceat(xy, starts, axis=0)
+    scale = np.maximum((hi - lo).max(axis=1), 1.0) / 2  # half the longer side -> [-1, 1]
+    centre = (lo + hi) / 2
+    pos = (xy - centre[owner]) / scale[owner, None]
+    first = np.zeros(n_points, bool)
+    first[starts] = True
+    delta = np.zeros_like(pos)
+    delta[1:] = pos[1:] - pos[:-1]
+    delta[first] = 0
+    stroke_start = np.ones(n_points, bool)
+    stroke_start[1:] = stroke[1:] != stroke[:-1]
+    stroke_local = stroke - stroke[offsets[:-1][owner]]
+    last_stroke = stroke_local[offsets[1:][owner] - 1]
+    local = np.arange(n_points) - offsets[:-1][owner]
+    feats[:, 0:2] = pos
+    feats[:, 2:4] = delta
+    feats[:, 4] = np.sqrt((delta**2).sum(axis=1))
+    feats[:, 5] = pen_end
+    feats[:, 6] = stroke_start
+    feats[:, 7] = stroke_local / np.maximum(last_stroke, 1)
+    feats[:, 8] = local / np.maximum(lengths[owner] - 1, 1)
+    return feats
+
+
+def pad_batch(
+    feats: np.ndarray, offsets: np.ndarray, min_length: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """Ragged features -> zero-padded `(B, T, F)` and lengths `(B,)`; T = longest (>= min_length).
+
+    A zero-length drawing gets length 1 with a zero row, so every model sees at least one step.
+    """
+    lengths = np.diff(offsets)
+    n = len(lengths)
+    t = max(int(lengths.max()) if n else 0, min_length)
+    out = np.zeros((n, t, feats.shape[1]), np.float32)
+    owner = np.repeat(np.arange(n), lengths)
+    local = np.arange(len(feats)) - offsets[:-1][owner]
+    out[owner, local] = feats
+    return out, np.maximum(lengths, 1).astype(np.int64)

@@ -1,0 +1,95 @@
+"""Check `submissions/submission.csv` and submit it to the Kaggle competition (not a DVC stage).
+
+The check compares the file with `data/raw/test_simplified.csv` and the class list (the file
+names in `data/raw/train_simplified/`) and refuses, with one line and exit code 2, a wrong
+header, a missing / extra / duplicate key_id, anything but three distinct known labels, or a
+class name whose spaces are not written as `_`. Then it calls the kaggle API's competition
+submit (needs ~/.kaggle/kaggle.json and the accepted competition rules).
+
+Run: `python -m pipeline.submit -m "bilstm, 30 epochs"`; `--dry-run` checks only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+from pipeline import kaggle_api
+from pipeline.config import DownloadConfig, load_section
+from pipeline.errors import PipelineError
+from pipeline.paths import STORE_PATH, SUBMISSION_CSV, TEST_CSV, TRAIN_CSV_DIR
+from pipeline.submission import validate_submission
+from pipeline.utils import entrypoint
+
+log = logging.getLogger(__name__)
+
+# What kaggle 2.x returns (instead of raising) when the file upload itself failed.
+UPLOAD_FAILED = "Could not submit to competition"
+
+
+@entrypoint
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-m", "--message", default="", help="submission description on Kaggle")
+    parser.add_argument("--dry-run", action="store_true", help="validate only, do not submit")
+    parser.add_argument("--file", type=Path, default=SUBMISSION_CSV)
+    parser.add_argument("--params", type=Path, default=Path("configs/params.yaml"))
+    parser.add_argument("--competition", help="default: download.competition from --params")
+    args = parser.parse_args(argv)
+    if not args.dry_run and not args.message.strip():
+        parser.error('say what this submission is: -m "message" (or check only with --dry-run)')
+    competition = args.competition
+    if competition is None and not args.dry_run:
+        competition = load_section("download", DownloadConfig, args.params).competition
+    run(args.file, args.message, competition, dry_run=args.dry_run)
+
+
+def run(
+    file: Path,
+    message: str,
+    competition: str | None,
+    dry_run: bool = False,
+    api: Any = None,
+    test_csv: Path = TEST_CSV,
+) -> int:
+    """Validate `file`; unless `dry_run`, submit it. Returns the number of rows."""
+    n_rows = validate_submission(file, test_csv, read_classes())
+    log.info("%s: %s rows, format OK", file, f"{n_rows:,}")
+    if dry_run:
+        print(f"{file}: {n_rows:,} rows, valid (dry run, not submitted)")
+        return n_rows
+    if not competition:
+        raise PipelineError("no competition given; set download.competition or pass --competition")
+    api = api if api is not None else kaggle_api.get_api()
+    response = kaggle_api.kaggle_call(
+        api.competition_submit,
+        file_name=str(file),
+        message=message,
+        competition=competition,
+        quiet=False,
+    )
+    reply = str(getattr(response, "message", "") or "")
+    if reply == UPLOAD_FAILED:
+        raise PipelineError(
+            f"Kaggle did not accept the upload of {file} ({reply}); check your network and rerun"
+        )
+    print(f"submitted {file} to {competition}: {kaggle_api.redact(reply) or 'OK'}")
+    return n_rows
+
+
+def read_classes(train_dir: Path = TRAIN_CSV_DIR, store_path: Path = STORE_PATH) -> list[str]:
+    """Class names: the training file names, else the processed store's `classes` attr."""
+    classes = sorted(p.stem for p in train_dir.glob("*.csv"))
+    if classes:
+        return classes
+    if (store_path / "zarr.json").is_file():
+        from pipeline.store import DrawingStore  # zarr is slow to import; only when needed
+
+        return DrawingStore(store_path).classes
+    raise PipelineError(f"no class list: {train_dir} is empty; run `dvc repro download` first")
+
+
+if __name__ == "__main__":
+    main()

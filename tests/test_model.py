@@ -1,0 +1,125 @@
+"""Models: logits per drawing, unaffected by padding or batch mates; checkpoints round-trip."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.features import N_FEATURES, feature_meta
+from pipeline.inference import load_checkpoint, predict_proba
+from pipeline.model import MODELS, ModelConfig, build_model
+from pipeline.store import Drawings
+
+N_CLASSES = 7
+
+
+def small_config(model: str, **changes: object) -> ModelConfig:
+    cfg = ModelConfig(
+        model=model, n_features=N_FEATURES, n_classes=N_CLASSES, hidden_size=12, num_layers=2,
+        conv_channels=[8, 10], conv_kernel=5, conv_stride=2, batch_norm=True, dropout=0.1,
+        pooling="meanmax",
+    )  # fmt: skip
+    return dataclasses.replace(cfg, **changes)
+
+
+def random_batch(lengths: list[int], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.zeros(len(lengths), max(lengths), N_FEATURES)  # (B, T, F)
+    for i, n in enumerate(lengths):
+        x[i, :n] = torch.randn(n, N_FEATURES, generator=gen)
+    return x, torch.tensor(lengths)
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+@pytest.mark.parametrize("pooling", ["sum", "mean", "max", "meanmax"])
+def test_forward_gives_logits_per_drawing(model: str, pooling: str) -> None:
+    net = build_model(small_config(model, pooling=pooling))
+    x, lengths = random_batch([5, 1, 9, 2])
+    assert net(x, lengths).shape == (4, N_CLASSES)
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+@pytest.mark.parametrize("stride", [1, 2])
+def test_logits_do_not_depend_on_padding_or_batch_mates(model: str, stride: int) -> None:
+    net = build_model(small_config(model, conv_stride=stride)).eval()
+    x, lengths = random_batch([7, 3, 12, 1, 8])
+    together = net(x, lengths)  # (5, C), padded to 12
+    for i, n in enumerate(lengths.tolist()):
+        alone = net(x[i : i + 1, :n], lengths[i : i + 1])  # no padding at all
+        torch.testing.assert_close(together[i], alone[0], rtol=1e-5, atol=1e-5)
+    # Extra padding and reordered batch mates change nothing either.
+    wider = torch.cat([x, torch.zeros(5, 6, N_FEATURES)], dim=1)[[3, 0, 4, 2, 1]]
+    torch.testing.assert_close(
+        net(wider, lengths[[3, 0, 4, 2, 1]]), together[[3, 0, 4, 2, 1]], rtol=1e-5, atol=1e-5
+    )
+
+
+def test_models_differ_by_rnn_cell() -> None:
+    gru, lstm = build_model(small_config("gru")), build_model(small_config("bilstm"))
+    assert isinstance(gru.forward_rnns[0], torch.nn.GRU)
+    assert isinstance(lstm.forward_rnns[0], torch.nn.LSTM)
+
+
+def test_even_kernel_is_refused() -> None:
+    with pytest.raises(ValueError, match="odd"):
+        build_model(small_config("gru", conv_kernel=4))
+
+
+def save_checkpoint(path: Path, model: str = "gru") -> torch.nn.Module:
+    cfg = small_config(model)
+    net = build_model(cfg).eval()
+    meta = {
+        "classes": [f"c{i}" for i in range(N_CLASSES)],
+        "train_cfg": {"aug_scale": 0.1, "aug_shear": 0.1, "aug_rotate_deg": 10.0,
+                      "aug_jitter": 0.5, "aug_stroke_dropout": 0.1},  # fmt: skip
+        "model_cfg": cfg.to_dict(),
+        "features": feature_meta(max_points=32),
+    }
+    torch.save({"model": net.state_dict(), "meta": meta}, path)
+    return net
+
+
+def drawings(n: int, seed: int = 0) -> Drawings:
+    rng = np.random.default_rng(seed)
+    items = []
+    for i in range(n):
+        k = int(rng.integers(0, 60)) if i % 5 else 0  # every 5th drawing is empty (bad test row)
+        items.append([(rng.integers(0, 256, k).tolist(), rng.integers(0, 256, k).tolist())]
+                     if k else [])  # fmt: skip
+    return Drawings.from_strokes(items)
+
+
+def test_checkpoint_loads_with_weights_only_and_predicts_in_input_order(tmp_path: Path) -> None:
+    save_checkpoint(tmp_path / "m.pt")
+    model, meta = load_checkpoint(tmp_path / "m.pt")
+    batch = drawings(23)
+    proba = predict_proba(model, meta, batch, batch_size=4)  # sorted by length inside
+    assert proba.shape == (23, N_CLASSES) and proba.dtype == np.float32
+    np.testing.assert_allclose(proba.sum(axis=1), 1, rtol=1e-5)
+    # Row i is drawing i: predicting one drawing alone gives the same row.
+    for i in (0, 7, 22):
+        alone = predict_proba(model, meta, batch.take(np.array([i])), batch_size=4)
+        np.testing.assert_allclose(alone[0], proba[i], rtol=1e-4, atol=1e-6)
+
+
+def test_tta_is_seeded_and_averages_augmented_passes(tmp_path: Path) -> None:
+    save_checkpoint(tmp_path / "m.pt", "bilstm")
+    model, meta = load_checkpoint(tmp_path / "m.pt")
+    batch = drawings(12)
+    plain = predict_proba(model, meta, batch, 8)
+    a = predict_proba(model, meta, batch, 8, tta=2, seed=3)
+    b = predict_proba(model, meta, batch, 8, tta=2, seed=3)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, plain)
+    np.testing.assert_allclose(a.sum(axis=1), 1, rtol=1e-5)
+
+
+def test_missing_checkpoint_says_what_to_do(tmp_path: Path) -> None:
+    from pipeline.errors import PipelineError
+
+    with pytest.raises(PipelineError, match="dvc repro train"):
+        load_checkpoint(tmp_path / "nope.pt")
