@@ -99,7 +99,8 @@ def main() -> None:
             "test": score_options(models, test, test_labels, store.classes, args.tta),
         }
     RESULTS_PATH.parent.mkdir(exist_ok=True)
-    RESULTS_PATH.write_text(json.dumps({"budget_s": args.budget, **results}, indent=2) + "\n")
+    setup = {"models": [m.name for m in models], "budget_s": None if args.models else args.budget}
+    RESULTS_PATH.write_text(json.dumps(setup | results, indent=2) + "\n")
     print(f"\n| option | val MAP@3 ({len(val):,}) | test MAP@3 ({len(test):,}) | test top-1 "
           "| drawings/s |\n| --- | --- | --- | --- | --- |")  # fmt: skip
     for name in results["val"]:

@@ -153,4 +153,7 @@ def make_loader(dataset: TrainBatches, workers: int, pin_memory: bool) -> DataLo
         dataset, batch_size=None, num_workers=workers, pin_memory=pin_memory,
         worker_init_fn=_worker_init if workers else None,
         prefetch_factor=4 if workers else None,
+        # Its own generator: iter() draws a seed, which must not move the global torch RNG
+        # (dropout), or a resumed run would drift from an uninterrupted one.
+        generator=torch.Generator(),
     )  # fmt: skip

@@ -130,7 +130,7 @@ def link_or_copy(src: Path, dst: Path) -> None:
 
 
 def read_header(path: Path) -> list[str]:
-    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:  # -sig: drop a BOM
         return next(csv.reader(f), [])
 
 

@@ -88,14 +88,11 @@ def featurize(
     pen = points[:, 2].astype(bool)
     if augment is not None and augment.stroke_dropout > 0:
         points, offsets, pen = _drop_strokes(points, offsets, pen, augment.stroke_dropout, rng)
-    index, offsets, pen_end, stroke_id = _cap_points(offsets, pen, max_points)
+    index, offsets, owner, local, pen_end, stroke_id = _cap_points(offsets, pen, max_points)
     xy = points[index, :2].astype(np.float32)  # (P', 2)
-    n = len(offsets) - 1
-    lengths = np.diff(offsets)
-    owner = np.repeat(np.arange(n), lengths)  # drawing of each point
     if augment is not None and augment.active:
-        xy = _affine(xy, owner, n, augment, rng)
-    return _features(xy, offsets, lengths, owner, pen_end, stroke_id), offsets
+        xy = _affine(xy, owner, len(offsets) - 1, augment, rng)
+    return _features(xy, offsets, owner, local, pen_end, stroke_id), offsets
 
 
 def _drop_strokes(
@@ -132,25 +129,35 @@ def _stroke_ids(pen: np.ndarray, offsets: np.ndarray) -> np.ndarray:
 
 def _cap_points(
     offsets: np.ndarray, pen: np.ndarray, max_points: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Indices of kept points (even subsampling of long drawings), new offsets, pen ends, strokes."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Kept points (long drawings subsampled evenly).
+
+    Returns source indices, new offsets, owner drawing and index within it of each kept point,
+    pen ends and global stroke ids.
+    """
     lengths = np.diff(offsets)
+    stroke = _stroke_ids(pen, offsets)
+    if lengths.max(initial=0) <= max_points:  # common case: nothing to subsample
+        owner = np.repeat(np.arange(len(lengths)), lengths)
+        local = np.arange(len(pen)) - offsets[:-1][owner]
+        return np.arange(len(pen)), offsets, owner, local, _ends(stroke), stroke
     new_lengths = np.minimum(lengths, max_points)
     new_offsets = np.zeros(len(lengths) + 1, np.int64)
     np.cumsum(new_lengths, out=new_offsets[1:])
     owner = np.repeat(np.arange(len(lengths)), new_lengths)
     local = np.arange(new_offsets[-1]) - new_offsets[:-1][owner]
-    long = lengths[owner] > new_lengths[owner]
-    step = (lengths[owner] - 1) / np.maximum(new_lengths[owner] - 1, 1)
-    local = np.where(long, np.floor(local * step + 0.5).astype(np.int64), local)
-    index = offsets[:-1][owner] + local
-    stroke_all = _stroke_ids(pen, offsets)
-    stroke = stroke_all[index]
-    # A kept point ends a stroke when the next kept point is in another stroke (or drawing).
-    pen_end = np.ones(len(index), bool)
-    if len(index) > 1:
+    step = (lengths - 1) / np.maximum(new_lengths - 1, 1)  # exactly 1.0 for short drawings
+    index = offsets[:-1][owner] + np.floor(local * step[owner] + 0.5).astype(np.int64)
+    stroke = stroke[index]
+    return index, new_offsets, owner, local, _ends(stroke), stroke
+
+
+def _ends(stroke: np.ndarray) -> np.ndarray:
+    """A point ends a stroke when the next point is in another stroke (or drawing)."""
+    pen_end = np.ones(len(stroke), bool)
+    if len(stroke) > 1:
         pen_end[:-1] = stroke[1:] != stroke[:-1]
-    return index, new_offsets, pen_end, stroke
+    return pen_end
 
 
 def _affine(
@@ -180,8 +187,8 @@ def _affine(
 def _features(
     xy: np.ndarray,
     offsets: np.ndarray,
-    lengths: np.ndarray,
     owner: np.ndarray,
+    local: np.ndarray,
     pen_end: np.ndarray,
     stroke: np.ndarray,
 ) -> np.ndarray:
@@ -189,6 +196,7 @@ def _features(
     feats = np.zeros((n_points, N_FEATURES), np.float32)
     if n_points == 0:
         return feats
+    lengths = np.diff(offsets)
     nonempty = lengths > 0
     starts = offsets[:-1][nonempty]
     lo = np.zeros((len(lengths), 2), np.float32)
@@ -205,16 +213,18 @@ def _features(
     delta[first] = 0
     stroke_start = np.ones(n_points, bool)
     stroke_start[1:] = stroke[1:] != stroke[:-1]
-    stroke_local = stroke - stroke[offsets[:-1][owner]]
-    last_stroke = stroke_local[offsets[1:][owner] - 1]
-    local = np.arange(n_points) - offsets[:-1][owner]
+    first_stroke = np.zeros(len(lengths), np.int64)
+    n_strokes = np.ones(len(lengths), np.int64)
+    first_stroke[nonempty] = stroke[starts]
+    n_strokes[nonempty] = stroke[offsets[1:][nonempty] - 1] - stroke[starts] + 1
+    stroke_local = stroke - first_stroke[owner]
     feats[:, 0:2] = pos
     feats[:, 2:4] = delta
     feats[:, 4] = np.sqrt((delta**2).sum(axis=1))
     feats[:, 5] = pen_end
     feats[:, 6] = stroke_start
-    feats[:, 7] = stroke_local / np.maximum(last_stroke, 1)
-    feats[:, 8] = local / np.maximum(lengths[owner] - 1, 1)
+    feats[:, 7] = stroke_local / np.maximum(n_strokes - 1, 1)[owner]
+    feats[:, 8] = local / np.maximum(lengths - 1, 1)[owner]
     return feats
 
 

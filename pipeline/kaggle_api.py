@@ -15,6 +15,7 @@ import logging
 import os
 import stat
 from collections.abc import Callable
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -102,8 +103,9 @@ def _translate(err: requests.RequestException, competition: str | None) -> Pipel
         )
     elif status == 429:
         message = "Kaggle is rate-limiting requests (HTTP 429); wait a few minutes and rerun"
-    elif status is not None:
-        reason = getattr(response, "reason", "") or type(err).__name__
+    elif status is not None:  # the standard phrase, never the server's text (it may echo keys)
+        known = status in {s.value for s in HTTPStatus}
+        reason = HTTPStatus(status).phrase if known else type(err).__name__
         message = f"Kaggle API error (HTTP {status} {reason}); try again later"
     elif isinstance(err, requests.ConnectionError | requests.Timeout):
         message = "cannot reach kaggle.com; check your network connection or proxy, then rerun"

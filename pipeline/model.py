@@ -1,23 +1,26 @@
 """Sequence classifiers over per-point features: `forward(x (B, T, F), lengths (B,)) -> logits`.
 
 Both models share one shape: an optional conv1d stack (kernel `conv_kernel`, batch norm and
-dropout optional) -> a stacked bidirectional RNN over packed sequences -> masked pooling over
-the valid steps (sum, mean, max or mean+max) -> dropout -> linear.
+dropout optional; the first layer may stride to halve the steps) -> a stacked bidirectional
+RNN -> masked pooling over the valid steps (sum, mean, max or mean+max) -> dropout -> linear.
 
-- `gru`    (`StrokeRNN`):  GRU cells; fewer gates, so ~25% faster per step than LSTM on CPU.
+- `gru`    (`StrokeRNN`):  GRU cells (the GRU baseline's cell, here bidirectional).
 - `bilstm` (`ConvBiLSTM`): LSTM cells, the TensorFlow tutorial's design.
 
 Padded steps never leak into a drawing's result: conv outputs are zeroed past each length, the
 forward RNN only runs into padding after a drawing's last step, the backward RNN reads each
 drawing reversed within its length (so its padding also comes last), and pooling masks. Padded
 batches rather than packed sequences: with length-bucketed batches padding is small, and padded
-RNN calls run ~2x faster than packed ones on the CPU (cuDNN takes either). So a drawing's logits do not depend on the
-other drawings in its batch (in eval mode; batch norm uses masked batch statistics in training).
-`lengths` stays on the CPU (index maths there), so the forward pass never syncs the device.
+RNN calls run ~2x faster than packed ones on the CPU (cuDNN takes either). So a drawing's logits
+do not depend on the other drawings in its batch (in eval mode; in training, batch norm uses
+batch statistics of the valid steps only).
+`lengths` may live on the CPU (the trainer keeps it there) or on the device (DDP moves inputs);
+the index maths runs where it is and never reads a value back, so the forward pass never syncs.
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -61,6 +64,7 @@ class MaskedBatchNorm1d(nn.BatchNorm1d):
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:  # mask (B, 1, T)
         if not self.training:
             return super().forward(x)
+        x, mask = x.float(), mask.float()  # statistics in fp32 under autocast
         count = mask.sum().clamp_min(1)
         mean = (x * mask).sum(dim=(0, 2)) / count  # (C,)
         var = (((x - mean[None, :, None]) * mask) ** 2).sum(dim=(0, 2)) / count
@@ -106,7 +110,7 @@ class SequenceClassifier(nn.Module):
         self.convs = nn.ModuleList(
             ConvBlock(a, b, cfg.conv_kernel, cfg.conv_stride if i == 0 else 1, cfg.batch_norm,
                       cfg.dropout)
-            for i, (a, b) in enumerate(zip(channels[:-1], channels[1:], strict=True))
+            for i, (a, b) in enumerate(itertools.pairwise(channels))
         )  # fmt: skip
         sizes = [channels[-1]] + [2 * cfg.hidden_size] * (cfg.num_layers - 1)
         self.forward_rnns = nn.ModuleList(
@@ -120,27 +124,23 @@ class SequenceClassifier(nn.Module):
         self.head = nn.Linear(pooled, cfg.n_classes)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """x (B, T, F) zero-padded, lengths (B,) int64 on the CPU, each >= 1 -> logits (B, C)."""
+        """x (B, T, F) zero-padded, lengths (B,) int64, each >= 1 -> logits (B, C)."""
+        t = x.shape[1]
+        if self.convs:
+            # The first conv layer may stride: steps and lengths shrink to ceil(T / stride).
+            stride = self.cfg.conv_stride
+            t, lengths = (t - 1) // stride + 1, (lengths - 1) // stride + 1
+        steps = torch.arange(t, device=lengths.device)[None, :]  # (1, T')
+        mask = (steps < lengths[:, None]).to(x.device, non_blocking=True)  # (B, T')
         h = x.transpose(1, 2)  # (B, F, T)
-        for i, conv in enumerate(self.convs):
-            if i == 0:
-                # The first layer may stride: steps and lengths shrink to ceil(T / stride).
-                stride = self.cfg.conv_stride
-                t = (x.shape[1] - 1) // stride + 1
-                lengths = (lengths - 1) // stride + 1
-                mask = torch.arange(t)[None, :] < lengths[:, None]  # (B, T') on the CPU
-                mask = mask.to(x.device, non_blocking=True)
-                m = mask[:, None, :].to(x.dtype)  # (B, 1, T')
+        m = mask[:, None, :].to(x.dtype)  # (B, 1, T')
+        for conv in self.convs:
             h = conv(h, m)
-        if not self.convs:
-            t = x.shape[1]
-            mask = (torch.arange(t)[None, :] < lengths[:, None]).to(x.device, non_blocking=True)
         h = h.transpose(1, 2)  # (B, T', C)
         # Reversing each drawing within its length lets the backward RNN run on a padded
         # batch too: its valid steps come first, so padding never reaches them.
-        steps = torch.arange(t)[None, :]
         reverse = torch.where(steps < lengths[:, None], lengths[:, None] - 1 - steps, steps)
-        reverse = reverse.to(x.device, non_blocking=True)[:, :, None]  # (B, T, 1)
+        reverse = reverse.to(x.device, non_blocking=True)[:, :, None]  # (B, T', 1)
         for i, (fwd, bwd) in enumerate(zip(self.forward_rnns, self.backward_rnns, strict=True)):
             if i > 0:
                 h = self.dropout(h)

@@ -1,7 +1,7 @@
 """Stage `preprocess`: Kaggle CSVs -> one compact, class-interleaved, ragged zarr store.
 
-Inputs:  data/raw/train_simplified/<word>.csv (countrycode,drawing,key_id,recognized,timestamp,word),
-         data/raw/test_simplified.csv (key_id,countrycode,drawing), optional test_solution.csv.
+Inputs:  data/raw/train_simplified/<word>.csv (countrycode,drawing,key_id,recognized,timestamp,
+         word), data/raw/test_simplified.csv (key_id,countrycode,drawing), [test_solution.csv].
 Outputs: data/processed/drawings.zarr (train/, val/, test/; see pipeline/store.py),
          data/processed/rejects.csv (file,line,key_id,reason), metrics/preprocess.json.
 Run:     python -m pipeline.preprocess [--params configs/params.yaml]   (or `dvc repro preprocess`)
@@ -18,12 +18,14 @@ How it scales (49M drawings, 23 GB of CSV, bounded memory):
   so any contiguous block holds every class in proportion to its count. The merge walks key windows
   with exact integer bounds and reads each run sequentially; val is merged the same way.
 - Test rows keep file order and are never dropped: an unusable row is stored with no points and
-  `valid=False` (key_id -1 if that is what is broken). Labels come from test_solution.csv if present.
+  `valid=False` (key_id -1 if that is what is broken). Labels come from test_solution.csv if
+  present, else -1.
 - Everything is written into a temporary folder that replaces `data/processed` only when complete.
 
-Rejected train rows (skipped, listed in rejects.csv, counted as `rejected/<reason>`): `missing_field`
-(too few fields or an empty required one), `word_mismatch`, `bad_key_id`, and the parser's
-`unparseable`, `empty`, `xy_mismatch`, `out_of_range`. Unrecognised drawings under
+Rejected train rows (skipped, listed in rejects.csv, counted as `rejected/<reason>`):
+`missing_field` (too few fields, or a required one empty), `word_mismatch`, `bad_key_id`, and
+the parser's `unparseable`, `empty`, `xy_mismatch`, `out_of_range` (`unparseable` also for a
+row with too many fields). Unrecognised drawings under
 `recognized_only` are a filter, not a fault: counted as `filtered/not_recognized`, not listed.
 Problems in test rows are listed too and counted as `test/invalid_rows`, not `rejected_rows`.
 """
@@ -54,7 +56,7 @@ from pipeline.paths import (
     PROCESSED_DIR,
     RAW_DIR,
 )
-from pipeline.store import Drawings, SplitWriter, create_store, pack_country
+from pipeline.store import Drawings, SplitWriter, create_store
 from pipeline.utils import atomic_dir, entrypoint, n_workers, write_json
 
 log = logging.getLogger(__name__)
@@ -66,7 +68,7 @@ TRAIN_COLUMNS = ("countrycode", "drawing", "key_id", "recognized", "word")
 TEST_COLUMNS = ("key_id", "countrycode", "drawing")
 FIELD_REASONS = ("missing_field", "word_mismatch", "bad_key_id")
 ALL_REASONS = FIELD_REASONS + REASONS[1:]
-_RECOGNIZED = {"True": 1, "true": 1, "1": 1, "False": 0, "false": 0, "0": 0}
+_RECOGNIZED = {b"True": 1, b"true": 1, b"1": 1, b"False": 0, b"false": 0, b"0": 0}
 _MISSING, _WORD, _KEY = 101, 102, 103  # field-level reason codes (parser codes are < 100)
 _REASON_NAME = {_MISSING: "missing_field", _WORD: "word_mismatch", _KEY: "bad_key_id"}
 _REASON_NAME.update({i: r for i, r in enumerate(REASONS) if i})
@@ -134,9 +136,8 @@ def run(
         t_pass1 = time.perf_counter() - t0
         empty = [classes[r.label] for r in results if r.n_kept == 0]
         if empty:
-            raise PipelineError(
-                f"class {empty[0]!r} has no usable drawings; check {train_dir / (empty[0] + '.csv')}"
-            )
+            bad_file = train_dir / f"{empty[0]}.csv"
+            raise PipelineError(f"class {empty[0]!r} has no usable drawings; check {bad_file}")
         n_val = np.array([len(r.val_index) for r in results])
         short_val = [classes[r.label] for r in results if len(r.val_index) < cfg.val_per_class]
         if short_val:
@@ -153,8 +154,8 @@ def run(
             classes,
             {
                 "counts": {
-                    "train": dict(zip(classes, n_train.tolist())),
-                    "val": dict(zip(classes, n_val.tolist())),
+                    "train": dict(zip(classes, n_train.tolist(), strict=True)),
+                    "val": dict(zip(classes, n_val.tolist(), strict=True)),
                 },
                 "params": to_dict(cfg),
             },
@@ -252,29 +253,36 @@ def process_class(task: ClassTask) -> ClassResult:
     cap = cfg.max_per_class or None
     with RunWriter(task.run_path) as run, open(task.rejects_path, "w", newline="") as rej:
         rejects = csv.writer(rej, lineterminator="\n")
-        for lines, rows in read_csv_chunks(task.csv_path, TRAIN_COLUMNS):
-            result.n_rows += len(rows)
-            batch = _check_train_rows(rows, task.word, cfg)
-            bad = np.flatnonzero(batch.reason != 0)
-            for i in bad.tolist():
-                reason = _REASON_NAME[int(batch.reason[i])]
-                rejected[reason] += 1
-                rejects.writerow([task.csv_path.name, lines[i], _field(rows[i], 2), reason])
+        for lines, cols, short, extra in read_csv_chunks(task.csv_path, TRAIN_COLUMNS):
+            batch = _check_train_rows(cols, short, extra, task.word)
             keep = batch.reason == 0
+            unrecognised = np.zeros_like(keep)
             if cfg.recognized_only:
                 unrecognised = keep & (batch.recognized == 0)
-                result.not_recognized += int(unrecognised.sum())
-                keep &= ~unrecognised
+            keep &= ~unrecognised
             idx = np.flatnonzero(keep)
+            n_read = len(lines)
             if cap is not None and result.n_kept + len(idx) >= cap:
                 idx = idx[: cap - result.n_kept]
-            drawings = batch.drawings.take(idx)
+                n_read = int(idx[-1]) + 1 if len(idx) else 0  # the cap is met here: stop reading
+            result.n_rows += n_read
+            result.not_recognized += int(unrecognised[:n_read].sum())
+            for i in np.flatnonzero(batch.reason[:n_read] != 0).tolist():
+                reason = _REASON_NAME[int(batch.reason[i])]
+                rejected[reason] += 1
+                key = cols["key_id"][i].decode("utf-8", "replace")
+                rejects.writerow([task.csv_path.name, lines[i], key, reason])
+            if len(idx) < len(keep):
+                drawings = batch.drawings.take(idx)
+                country, recognized = batch.country[idx], batch.recognized[idx]
+            else:  # the usual case: every row kept, no copy
+                drawings, country, recognized = batch.drawings, batch.country, batch.recognized
             points, offsets, n_capped = cap_points(
                 drawings.points, drawings.offsets, cfg.max_points
             )
             result.capped += n_capped
             result.normalised += batch.normalised
-            run.write(points, offsets, drawings.key_ids, batch.country[idx], batch.recognized[idx])
+            run.write(points, offsets, drawings.key_ids, country, recognized)
             key_ids.append(drawings.key_ids)
             result.n_kept += len(idx)
             if cap is not None and result.n_kept >= cap:
@@ -287,123 +295,169 @@ def process_class(task: ClassTask) -> ClassResult:
 
 @dataclass
 class _RowBatch:
-    reason: np.ndarray  # (N,) int: 0 ok, parser code, or a field-level code
+    reason: np.ndarray  # (N,) int: 0 ok, a parser code, or a field-level code
     drawings: Drawings  # every row; rejected rows have no points
-    country: np.ndarray
-    recognized: np.ndarray
+    country: np.ndarray  # (N,) uint16
+    recognized: np.ndarray  # (N,) int8
     normalised: int
 
 
-def _check_train_rows(rows: list[list[str]], word: str, cfg: PreprocessConfig) -> _RowBatch:
-    """Field checks and drawing parsing for a chunk of (countrycode, drawing, key_id, recognized,
-    word) rows; reasons in precedence order missing_field, word_mismatch, bad_key_id, drawing."""
-    n = len(rows)
-    reason = np.zeros(n, np.int32)
-    short, extra = _fix_widths(rows, 5)
-    country, drawing, key, recognized, words = zip(*rows)
+def _check_train_rows(
+    cols: dict[str, tuple[bytes, ...]], short: list[int], extra: list[int], word: str
+) -> _RowBatch:
+    """Field checks and drawing parsing for one chunk of train rows. Reason precedence:
+    unparseable (extra fields), missing_field, word_mismatch, bad_key_id, then the drawing's."""
+    drawing, key, words = cols["drawing"], cols["key_id"], cols["word"]
+    n = len(drawing)
     parsed = _parse_in_batches(drawing)
-    reason[:] = parsed.reasons
+    reason = parsed.reasons.astype(np.int32)
     keys, key_bad = parse_key_ids(key)
     reason[key_bad] = _KEY
-    reason[[i for i, w in enumerate(words) if w != word]] = _WORD
-    recog = np.fromiter((_RECOGNIZED.get(r, -9) for r in recognized), np.int8, n)
-    missing = np.fromiter((not (d and k and w) for d, k, w in zip(drawing, key, words)), bool, n)
+    word_bytes = word.encode("utf-8")
+    reason[[i for i, w in enumerate(words) if w != word_bytes]] = _WORD
+    recog = np.fromiter((_RECOGNIZED.get(r, -9) for r in cols["recognized"]), np.int8, n)
+    missing = np.fromiter(
+        (not (d and k and w) for d, k, w in zip(drawing, key, words, strict=True)), bool, n
+    )
     missing |= recog == -9
     missing[short] = True
     reason[missing] = _MISSING
     reason[extra] = UNPARSEABLE
     drawings = Drawings(parsed.points, parsed.offsets, np.zeros(n, np.int16), keys)
-    return _RowBatch(reason, drawings, pack_country(country), recog, parsed.n_normalised)
+    country = pack_country_bytes(cols["countrycode"])
+    return _RowBatch(reason, drawings, country, recog, parsed.n_normalised)
 
 
-def _parse_in_batches(strings: tuple[str, ...] | list[str]) -> ParsedDrawings:
+def _parse_in_batches(strings: tuple[bytes, ...]) -> ParsedDrawings:
+    """`parse_drawings` in cache-sized batches, joined."""
     parts = [
         parse_drawings(strings[i : i + PARSE_BATCH]) for i in range(0, len(strings), PARSE_BATCH)
     ]
     if len(parts) == 1:
         return parts[0]
-    batch = Drawings.concat(
+    joined = Drawings.concat(
         [
             Drawings(p.points, p.offsets, np.zeros(len(p), np.int16), np.zeros(len(p), np.int64))
             for p in parts
         ]
     )
+    reasons = np.concatenate([p.reasons for p in parts])
     return ParsedDrawings(
-        batch.points,
-        batch.offsets,
-        np.concatenate([p.reasons for p in parts]),
-        sum(p.n_normalised for p in parts),
+        joined.points, joined.offsets, reasons, sum(p.n_normalised for p in parts)
     )
 
 
-def _fix_widths(rows: list[list[str]], width: int) -> tuple[list[int], list[int]]:
-    """Pad or cut rows to `width` fields in place; return (short rows, rows with extra fields)."""
-    short = [i for i, r in enumerate(rows) if len(r) < width]
-    extra = [i for i, r in enumerate(rows) if len(r) > width]
-    for i in short + extra:
-        rows[i] = (list(rows[i]) + [""] * width)[:width]
-    return short, extra
-
-
-def parse_key_ids(keys: tuple[str, ...] | list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Strict: ASCII digits only, a value below 2**63. Returns (key_ids (-1 where bad), bad)."""
+def parse_key_ids(keys: tuple[bytes, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Strict: ASCII digits only, a value below 2**63. Returns (key_ids, -1 where bad; bad mask)."""
     n = len(keys)
-    joined = "".join(keys)
-    if joined.isascii() and joined.isdigit() and all(0 < len(k) <= 18 for k in keys):
-        return np.array(keys, dtype=str).astype(np.int64), np.zeros(n, np.bool_)
+    if b"".join(keys).isdigit() and all(0 < len(k) <= 18 for k in keys):
+        return np.array(keys, dtype="S18").astype(np.int64), np.zeros(n, np.bool_)
     out = np.full(n, -1, np.int64)
     bad = np.ones(n, np.bool_)
     for i, k in enumerate(keys):
-        if k.isascii() and k.isdigit() and 0 < len(k) <= 19 and int(k) < 2**63:
+        if k.isdigit() and 0 < len(k) <= 19 and int(k) < 2**63:
             out[i], bad[i] = int(k), False
     return out, bad
 
 
-def _field(row: list[str], i: int) -> str:
-    return row[i] if i < len(row) else ""
+def pack_country_bytes(codes: tuple[bytes, ...]) -> np.ndarray:
+    """b"US" -> uint16, as `store.pack_country`; anything but two ASCII characters -> 0."""
+    n = len(codes)
+    if n == 0:
+        return np.zeros(0, np.uint16)
+    two = np.fromiter(map(len, codes), np.int64, n) == 2
+    b = np.array(codes, dtype="S2").view(np.uint8).reshape(n, 2).astype(np.uint16)
+    two &= (b > 0).all(axis=1) & (b < 128).all(axis=1)
+    return np.where(two, (b[:, 0] << 8) | b[:, 1], 0).astype(np.uint16)
 
 
 def read_csv_chunks(
     path: Path, columns: tuple[str, ...], chunk_rows: int = CHUNK_ROWS
-) -> Iterator[tuple[list[int], list[list[str]]]]:
-    """Yield (line numbers, rows) chunks with `columns` picked out by header name, in that order.
+) -> Iterator[tuple[list[int], dict[str, tuple[bytes, ...]], list[int], list[int]]]:
+    """Yield chunks of (line numbers, {column: bytes values}, short rows, rows with extra fields).
 
-    Handles a UTF-8 BOM, CRLF line ends and quoted fields; blank lines are skipped. A row with too
-    few fields comes back shorter than `columns`; a row with too many comes back with an extra "".
+    Streams the file in blocks; a UTF-8 BOM, CRLF line ends and blank lines are fine. Fast path: a
+    line with no quotes, or with one quoted field (how csv writers store a drawing), is split with
+    bytes.split. Any other line (escaped quotes, a field over several lines, stray quotes) goes to
+    the csv module. Short rows are padded with b"", long ones cut; both are reported by index.
     """
-    with open(path, encoding="utf-8-sig", errors="replace", newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None:
+    with open(path, "rb") as f:
+        lines = _lines(f)
+        first = next(lines, None)
+        if first is None:
             return
-        header = [h.strip() for h in header]
+        header = [h.strip() for h in next(csv.reader([first[1].decode("utf-8", "replace")]))]
         missing = [c for c in columns if c not in header]
         if missing:
             raise PipelineError(
                 f"{path}: missing column(s) {', '.join(missing)}; expected {', '.join(columns)}"
             )
-        width = len(header)
-        pick = [header.index(c) for c in columns]
-        identity = pick == list(range(len(columns))) and width == len(columns)
-        lines: list[int] = []
-        rows: list[list[str]] = []
-        for row in reader:
-            if not row:
-                continue
-            lines.append(reader.line_num)
-            if identity and len(row) == width:
-                rows.append(row)
-            elif len(row) == width:
-                rows.append([row[i] for i in pick])
-            elif len(row) < width:
-                rows.append([row[i] for i in pick if i < len(row)])
-            else:  # too many fields: keep the picked ones, flag with a trailing extra
-                rows.append([row[i] for i in pick] + [""])
+        width, pick = len(header), [header.index(c) for c in columns]
+        line_numbers: list[int] = []
+        rows: list[list[bytes]] = []
+        for line_no, line in lines:
+            parts = line.split(b'"')
+            if len(parts) == 1:
+                fields = line.split(b",")
+            elif len(parts) == 3 and parts[0][-1:] in (b",", b"") and parts[2][:1] in (b",", b""):
+                fields = [*parts[0].split(b",")[:-1], parts[1], *parts[2].split(b",")[1:]]
+            else:
+                if len(parts) % 2 == 0:  # an open quote: the field goes on over the next lines
+                    line = _rest_of_record(line, lines)
+                text = line.decode("utf-8", "replace")
+                fields = [v.encode("utf-8") for v in next(csv.reader([text]), [])]
+            line_numbers.append(line_no)
+            rows.append(fields)
             if len(rows) == chunk_rows:
-                yield lines, rows
-                lines, rows = [], []
+                yield _columns(line_numbers, rows, width, pick, columns)
+                line_numbers, rows = [], []
         if rows:
-            yield lines, rows
+            yield _columns(line_numbers, rows, width, pick, columns)
+
+
+def _lines(f: BinaryIO, block: int = 1 << 22) -> Iterator[tuple[int, bytes]]:
+    """(line number, line) for the non-blank lines of a binary file, without BOM or CR."""
+    carry, line_no, start = b"", 0, True
+    while data := f.read(block):
+        if start:
+            data, start = data.removeprefix(b"\xef\xbb\xbf"), False
+        pieces = (carry + data).split(b"\n")
+        carry = pieces.pop()
+        for piece in pieces:
+            line_no += 1
+            if piece.endswith(b"\r"):
+                piece = piece[:-1]
+            if piece:
+                yield line_no, piece
+    if carry.rstrip(b"\r"):
+        yield line_no + 1, carry.rstrip(b"\r")
+
+
+def _rest_of_record(line: bytes, lines: Iterator[tuple[int, bytes]]) -> bytes:
+    """Join the following lines on until the quotes balance (or the file ends)."""
+    parts, quotes = [line], line.count(b'"')
+    while quotes % 2:
+        nxt = next(lines, None)
+        if nxt is None:
+            break
+        parts.append(nxt[1])
+        quotes += nxt[1].count(b'"')
+    return b"\n".join(parts)
+
+
+def _columns(
+    line_numbers: list[int],
+    rows: list[list[bytes]],
+    width: int,
+    pick: list[int],
+    names: tuple[str, ...],
+) -> tuple[list[int], dict[str, tuple[bytes, ...]], list[int], list[int]]:
+    short = [i for i, r in enumerate(rows) if len(r) < width]
+    extra = [i for i, r in enumerate(rows) if len(r) > width]
+    for i in short + extra:
+        rows[i] = [*rows[i], *[b""] * width][:width]
+    cols = list(zip(*rows, strict=True))
+    return line_numbers, {name: cols[i] for name, i in zip(names, pick, strict=True)}, short, extra
 
 
 def splitmix64(x: np.ndarray) -> np.ndarray:
@@ -513,13 +567,17 @@ class RunCursor:
             hi = np.searchsorted(self.val_index, self.row + len(rec))
             in_val[self.val_index[lo:hi] - self.row] = True
             self.row += len(rec)
-            sel = np.flatnonzero(in_val if self.val else ~in_val)
-            if len(sel):
-                part = _select(rec, sel)
-                self.buffer.append(part)
-                self.buffered += len(part)
+            wanted = in_val if self.val else ~in_val
+            if wanted.all():
+                part = rec
+            elif wanted.any():
+                part = _select(rec, np.flatnonzero(wanted))
+            else:
+                continue
+            self.buffer.append(part)
+            self.buffered += len(part)
         joined = _concat_records(self.buffer)
-        head, tail = _select(joined, np.arange(m)), _select(joined, np.arange(m, len(joined)))
+        head, tail = _slice(joined, 0, m), _slice(joined, m, len(joined))
         self.buffer, self.buffered = ([tail], len(tail)) if len(tail) else ([], 0)
         return head
 
@@ -527,6 +585,17 @@ class RunCursor:
 def _select(rec: RunRecord, index: np.ndarray) -> RunRecord:
     d = Drawings(rec.points, rec.offsets, np.zeros(len(rec), np.int16), rec.key_ids).take(index)
     return RunRecord(d.points, d.offsets, d.key_ids, rec.country[index], rec.recognized[index])
+
+
+def _slice(rec: RunRecord, start: int, stop: int) -> RunRecord:
+    lo, hi = int(rec.offsets[start]), int(rec.offsets[stop])
+    return RunRecord(
+        rec.points[lo:hi],
+        rec.offsets[start : stop + 1] - lo,
+        rec.key_ids[start:stop],
+        rec.country[start:stop],
+        rec.recognized[start:stop],
+    )
 
 
 def _concat_records(records: list[RunRecord]) -> RunRecord:
@@ -587,7 +656,7 @@ def _merge(
 ) -> None:
     writer = SplitWriter(root, split, block_size)
     total = int(counts.sum())
-    cursors = [RunCursor(t.run_path, r.val_index, val) for t, r in zip(tasks, results)]
+    cursors = [RunCursor(t.run_path, r.val_index, val) for t, r in zip(tasks, results, strict=True)]
     n_windows = max(1, -(-total // (4 * block_size)))
     first = np.zeros(len(counts), np.int64)
     bar = tqdm(
@@ -618,13 +687,13 @@ def _read_solution(path: Path, classes: list[str]) -> dict[int, int] | None:
     index = {c.replace(" ", "_"): i for i, c in enumerate(classes)}
     labels: dict[int, int] = {}
     unknown = 0
-    for _, rows in read_csv_chunks(path, ("key_id", "word")):
-        for row in rows:
-            if len(row) < 2 or not row[0].isdigit():
+    for _, cols, _, _ in read_csv_chunks(path, ("key_id", "word")):
+        for key, word in zip(cols["key_id"], cols["word"], strict=True):
+            if not key.isdigit():
                 continue
-            label = index.get(row[1].replace(" ", "_"), -1)
+            label = index.get(word.decode("utf-8", "replace").replace(" ", "_"), -1)
             unknown += label < 0
-            labels[int(row[0])] = label
+            labels[int(key)] = label
     if unknown:
         log.warning(
             "%s: %s rows name a word that is not a class; their label is -1", path, f"{unknown:,}"
@@ -649,13 +718,11 @@ def _write_test(
         "normalised": 0,
         "reasons": dict.fromkeys(ALL_REASONS, 0),
     }
-    for lines, rows in read_csv_chunks(test_csv, TEST_COLUMNS):
-        n = len(rows)
-        reason = np.zeros(n, np.int32)
-        short, extra = _fix_widths(rows, 3)
-        keys, country, drawing = zip(*rows)
+    for lines, cols, short, extra in read_csv_chunks(test_csv, TEST_COLUMNS):
+        n = len(lines)
+        keys, drawing = cols["key_id"], cols["drawing"]
         parsed = _parse_in_batches(drawing)
-        reason[:] = parsed.reasons
+        reason = parsed.reasons.astype(np.int32)
         key_ids, key_bad = parse_key_ids(keys)
         reason[key_bad] = _KEY
         missing = np.fromiter((not d for d in drawing), bool, n)
@@ -671,13 +738,12 @@ def _write_test(
             labels = np.array([solution.get(k, -1) for k in key_ids.tolist()], np.int16)
         else:
             labels = np.full(n, -1, np.int16)
-        writer.append(
-            Drawings(points, offsets, labels, key_ids), country=pack_country(country), valid=valid
-        )
+        country = pack_country_bytes(cols["countrycode"])
+        writer.append(Drawings(points, offsets, labels, key_ids), country=country, valid=valid)
         for i in np.flatnonzero(~valid).tolist():
             name = _REASON_NAME[int(reason[i])]
             stats["reasons"][name] += 1
-            rejects.writerow([test_csv.name, lines[i], keys[i], name])
+            rejects.writerow([test_csv.name, lines[i], keys[i].decode("utf-8", "replace"), name])
         stats["rows"] += n
         stats["invalid"] += int((~valid).sum())
         stats["labelled"] += int((labels >= 0).sum())

@@ -34,6 +34,8 @@ from pipeline.errors import PipelineError
 FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")
 POINT_CHUNK = 1 << 18  # points per chunk of `points` (768 KiB raw)
+FLUSH_DRAWINGS = 1 << 16  # the writer appends at least this many drawings at once (zarr appends
+# cost milliseconds each, whatever their size)
 _COMPRESSORS = [BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")]
 # x, y and pen each compress best as their own run; zstd 3 is ~2x faster than 5 for 0.5% more.
 _POINT_FILTERS = [TransposeCodec(order=(1, 0))]
@@ -80,8 +82,18 @@ class Drawings:
         np.cumsum(lengths, out=offsets[1:])
         # Point positions: each drawing's run start..start+len, built without a Python loop.
         starts = np.repeat(self.offsets[:-1][index] - offsets[:-1], lengths)
-        points = self.points[np.arange(offsets[-1]) + starts]
+        points = np.take(self.points, np.arange(offsets[-1]) + starts, axis=0)  # 3x rows[...]
         return Drawings(points, offsets, self.labels[index], self.key_ids[index])
+
+    def slice(self, start: int, stop: int) -> Drawings:
+        """Drawings start..stop-1 without a gather (views where possible)."""
+        lo, hi = int(self.offsets[start]), int(self.offsets[stop])
+        return Drawings(
+            self.points[lo:hi],
+            self.offsets[start : stop + 1] - lo,
+            self.labels[start:stop],
+            self.key_ids[start:stop],
+        )
 
     @staticmethod
     def concat(parts: list[Drawings]) -> Drawings:
@@ -89,7 +101,9 @@ class Drawings:
             return Drawings.empty()
         sizes = [p.offsets[-1] for p in parts]
         shifts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-        offsets = np.concatenate([[0]] + [p.offsets[1:] + s for p, s in zip(parts, shifts)])
+        offsets = np.concatenate(
+            [[0]] + [p.offsets[1:] + s for p, s in zip(parts, shifts, strict=True)]
+        )
         return Drawings(
             np.concatenate([p.points for p in parts]),
             offsets.astype(np.int64),
@@ -100,8 +114,10 @@ class Drawings:
     @staticmethod
     def empty() -> Drawings:
         return Drawings(
-            np.zeros((0, 3), np.uint8), np.zeros(1, np.int64),
-            np.zeros(0, np.int16), np.zeros(0, np.int64),
+            np.zeros((0, 3), np.uint8),
+            np.zeros(1, np.int64),
+            np.zeros(0, np.int16),
+            np.zeros(0, np.int64),
         )
 
     @staticmethod
@@ -159,16 +175,28 @@ class SplitWriter:
         self.group = root.create_group(split)
         self.block_size = block_size
         self.points = self.group.create_array(
-            "points", shape=(0, 3), chunks=(POINT_CHUNK, 3), dtype=np.uint8,
-            filters=_POINT_FILTERS, compressors=_POINT_COMPRESSORS,
+            "points",
+            shape=(0, 3),
+            chunks=(POINT_CHUNK, 3),
+            dtype=np.uint8,
+            filters=_POINT_FILTERS,
+            compressors=_POINT_COMPRESSORS,
         )
         self.offsets = self.group.create_array(
-            "offsets", shape=(1,), chunks=(block_size,), dtype=np.int64, compressors=_COMPRESSORS,
+            "offsets",
+            shape=(1,),
+            chunks=(block_size,),
+            dtype=np.int64,
+            compressors=_COMPRESSORS,
         )
         self.offsets[:] = 0
         self.arrays = {
             name: self.group.create_array(
-                name, shape=(0,), chunks=(block_size,), dtype=dtype, compressors=_COMPRESSORS,
+                name,
+                shape=(0,),
+                chunks=(block_size,),
+                dtype=dtype,
+                compressors=_COMPRESSORS,
             )
             for name, dtype in _DRAWING_ARRAYS.items()
         }
@@ -193,7 +221,7 @@ class SplitWriter:
             raise ValueError(f"unknown columns {sorted(columns)}")
         self._pending.append((drawings, cols))
         self._pending_n += n
-        if self._pending_n >= self.block_size:
+        if self._pending_n >= max(self.block_size, FLUSH_DRAWINGS):
             self._flush(final=False)
 
     def close(self) -> None:
@@ -232,7 +260,7 @@ class SplitWriter:
         self.n_points += int(batch.offsets[n_write])
         self._pending, self._pending_n = [], keep
         if keep:
-            tail = batch.take(np.arange(n_write, len(batch)))
+            tail = batch.slice(n_write, len(batch))
             self._pending = [(tail, {k: v[n_write:] for k, v in cols.items()})]
 
 
@@ -274,8 +302,10 @@ class SplitReader:
         lo, hi = int(self.offsets[start]), int(self.offsets[stop])
         points = self._points[lo:hi] if hi > lo else np.zeros((0, 3), np.uint8)
         return Drawings(
-            points, self.offsets[start : stop + 1] - lo,
-            self.labels[start:stop], self.key_ids[start:stop],
+            points,
+            self.offsets[start : stop + 1] - lo,
+            self.labels[start:stop],
+            self.key_ids[start:stop],
         )
 
     def block(self, b: int) -> Drawings:

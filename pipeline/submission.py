@@ -61,7 +61,7 @@ def validate_submission(path: Path, test_csv: Path, classes: Iterable[str]) -> i
         raise PipelineError("no classes to check labels against; run `dvc repro download` first")
     expected = _test_key_ids(test_csv)
     seen: set[str] = set()
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:  # BOM from Excel ok
         reader = csv.reader(f)
         header = next(reader, None)
         if header != HEADER:
@@ -116,7 +116,7 @@ def _check_row(
 
 def _test_key_ids(test_csv: Path) -> dict[str, None]:
     """key_ids of the test file in order (a dict keeps order and gives O(1) lookups)."""
-    with open(test_csv, newline="") as f:
+    with open(test_csv, newline="", encoding="utf-8-sig", errors="replace") as f:
         reader = csv.reader(f)
         header = next(reader, None)
         if not header or "key_id" not in header:

@@ -73,6 +73,8 @@ def test_topk_agrees_with_full_sort_across_chunks(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr("pipeline.metrics._SORT_CHUNK", 7)  # force several chunks
     proba = np.random.default_rng(1).random((50, 9)).astype(np.float32)
     assert np.array_equal(topk_indices(proba, 3), np.argsort(-proba, axis=1)[:, :3])
+    tied = np.round(proba, 1)  # many equal scores per row
+    assert np.array_equal(topk_indices(tied, 3), np.argsort(-tied, axis=1, kind="stable")[:, :3])
 
 
 def test_topk_with_fewer_classes_than_k() -> None:

@@ -74,8 +74,13 @@ def save_checkpoint(path: Path, model: str = "gru") -> torch.nn.Module:
     net = build_model(cfg).eval()
     meta = {
         "classes": [f"c{i}" for i in range(N_CLASSES)],
-        "train_cfg": {"aug_scale": 0.1, "aug_shear": 0.1, "aug_rotate_deg": 10.0,
-                      "aug_jitter": 0.5, "aug_stroke_dropout": 0.1},  # fmt: skip
+        "train_cfg": {
+            "aug_scale": 0.1,
+            "aug_shear": 0.1,
+            "aug_rotate_deg": 10.0,
+            "aug_jitter": 0.5,
+            "aug_stroke_dropout": 0.1,
+        },
         "model_cfg": cfg.to_dict(),
         "features": feature_meta(max_points=32),
     }

@@ -103,8 +103,8 @@ def test_training_learns_and_exports_the_best_model(
     history = torch.load(tmp_path / "ckpt" / "last.pt", weights_only=True)["state"]["history"]
     assert history[-1]["train/loss"] < history[0]["train/loss"] * 0.8
     assert result.summary["val/map3"] == max(row["val/map3"] for row in history)
-    assert result.summary["val/map3"] > 0.6  # 4 shapes; chance is ~0.52
-    model, meta = load_checkpoint(tmp_path / "model.pt")
+    assert result.summary["val/map3"] > 0.6  # 4 shapes; chance is ~0.46
+    _, meta = load_checkpoint(tmp_path / "model.pt")
     assert meta["classes"] == ["shape0", "shape1", "shape2", "shape3"]
     assert meta["val/map3"] == result.summary["val/map3"]
     # dvclive: curves per epoch, a summary of the best checkpoint, and no dvc.yaml of its own.

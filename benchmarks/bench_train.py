@@ -1,0 +1,149 @@
+"""Training engine throughput on this machine, on real drawings (kaggle16).
+
+- train samples/s of both models at the default sizes through our input pipeline (length-bucketed
+  batches) and through a naive loop on the same model (random batches padded to the longest
+  drawing, no bucketing);
+- inference drawings/s (`predict_proba`, test split);
+- the input pipeline alone (zarr -> augmented, featurised, bucketed, padded batches; no model):
+  drawings/s in one process, i.e. per DataLoader worker.
+
+    python -m benchmarks train        # via `make bench`
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from benchmarks.accuracy_kaggle16 import KAGGLE16_DIR, build_store
+from pipeline.config import TrainConfig, from_dict, load_params
+from pipeline.data import Batch, TrainBatches, make_batch
+from pipeline.features import N_FEATURES, Augment, feature_meta
+from pipeline.inference import predict_proba
+from pipeline.model import ModelConfig, build_model
+from pipeline.store import DrawingStore
+from tests.conftest import REPO_DIR
+
+TRAIN_BATCHES = 30  # timed steps per measurement (after WARMUP)
+WARMUP = 3
+
+
+def _train_rate(cfg: TrainConfig, n_classes: int, batches: list[Batch]) -> float:
+    """Samples/s of forward + backward + AdamW step over `batches`."""
+    torch.manual_seed(0)
+    model = build_model(ModelConfig.from_train(cfg, N_FEATURES, n_classes)).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate)
+    n, start = 0, 0.0
+    for i, (x, lengths, labels) in enumerate(batches):
+        if i == WARMUP:
+            n, start = 0, time.perf_counter()
+        loss = F.cross_entropy(model(x, lengths), labels.long(), label_smoothing=0.05)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
+        optimizer.step()
+        n += len(labels)
+    return n / (time.perf_counter() - start)
+
+
+def _naive_batches(store_path: Path, cfg: TrainConfig, count: int) -> list[Batch]:
+    """Random drawings per batch, padded to the batch's longest: what a plain loop does."""
+    drawings = DrawingStore(store_path).split("train").read()
+    rng = np.random.default_rng(0)
+    augment = Augment.from_train_cfg(cfg)
+    return [
+        make_batch(drawings.take(rng.choice(len(drawings), cfg.batch_size, replace=False)),
+                   cfg.max_points, augment, rng)
+        for _ in range(count)
+    ]  # fmt: skip
+
+
+def _padding(batches: list[Batch]) -> float:
+    """Fraction of the padded (B, T) steps that are padding."""
+    valid = sum(int(lengths.sum()) for _, lengths, _ in batches)
+    return 1 - valid / sum(x.shape[0] * x.shape[1] for x, _, _ in batches)
+
+
+def _pipeline_batches(store_path: Path, cfg: TrainConfig, epoch: int = 0) -> TrainBatches:
+    reader = DrawingStore(store_path).split("train")
+    data = TrainBatches(
+        store_path, "train", list(range(reader.n_blocks)), cfg.batch_size,
+        cfg.shuffle_buffer_blocks, cfg.max_points, Augment.from_train_cfg(cfg), cfg.seed,
+    )  # fmt: skip
+    data.set_epoch(epoch)
+    return data
+
+
+def run() -> dict[str, float]:
+    raw = load_params(REPO_DIR / "configs" / "params.yaml")["train"]
+    base = from_dict(TrainConfig, raw, "train")
+    torch.set_num_threads(base.threads or torch.get_num_threads())
+    figures: dict[str, float] = {"torch_threads": torch.get_num_threads()}
+    with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
+        store_path = Path(tmp) / "processed" / "drawings.zarr"
+        build_store(KAGGLE16_DIR, store_path, val_per_class=25, block_size=4096)
+        store = DrawingStore(store_path)
+
+        # Input pipeline alone: two epochs of augmented, bucketed, padded batches.
+        # At the default batch size and at a GPU-sized batch of 512.
+        for key, cfg in (("", base), ("_batch512", dataclasses.replace(base, batch_size=512))):
+            start, n = time.perf_counter(), 0
+            for epoch in range(3):
+                for _, lengths, _ in _pipeline_batches(store_path, cfg, epoch):
+                    n += len(lengths)
+            rate = n / (time.perf_counter() - start)
+            figures[f"pipeline_drawings_per_s_per_worker{key}"] = rate
+
+        count = TRAIN_BATCHES + WARMUP
+        ours = list(_pipeline_batches(store_path, base))[:count]
+        naive = _naive_batches(store_path, base, count)
+        figures["pipeline_padding_fraction"] = _padding(ours)
+        figures["naive_padding_fraction"] = _padding(naive)
+        for model in ("gru", "bilstm"):
+            cfg = dataclasses.replace(base, model=model)
+            figures[f"{model}_train_samples_per_s"] = _train_rate(cfg, store.n_classes, ours)
+            figures[f"{model}_naive_samples_per_s"] = _train_rate(cfg, store.n_classes, naive)
+
+        torch.manual_seed(0)
+        model = build_model(ModelConfig.from_train(base, N_FEATURES, store.n_classes)).eval()
+        meta = {
+            "classes": store.classes,
+            "train_cfg": dataclasses.asdict(base),
+            "features": feature_meta(base.max_points),
+        }
+        test = store.split("test").read()
+        start = time.perf_counter()
+        predict_proba(model, meta, test, batch_size=512)
+        figures[f"{base.model}_inference_drawings_per_s"] = len(test) / (
+            time.perf_counter() - start
+        )
+    _print_table(figures, base)
+    return {k: round(v, 3) for k, v in figures.items()}
+
+
+def _print_table(figures: dict[str, float], cfg: TrainConfig) -> None:
+    print(f"\ntraining throughput on {figures['torch_threads']:.0f} torch threads, "
+          f"batch {cfg.batch_size}, max_points {cfg.max_points}")  # fmt: skip
+    print(f"{'model':<8} {'ours samples/s':>15} {'naive samples/s':>16} {'speed-up':>9}")
+    for model in ("gru", "bilstm"):
+        ours = figures[f"{model}_train_samples_per_s"]
+        naive = figures[f"{model}_naive_samples_per_s"]
+        print(f"{model:<8} {ours:>15,.0f} {naive:>16,.0f} {ours / naive:>8.2f}x")
+    print(f"padding: ours {figures['pipeline_padding_fraction']:.1%}, "
+          f"naive {figures['naive_padding_fraction']:.1%} of padded steps")  # fmt: skip
+    print(f"inference ({cfg.model}): "
+          f"{figures[f'{cfg.model}_inference_drawings_per_s']:,.0f} drawings/s")  # fmt: skip
+    print(f"input pipeline alone: {figures['pipeline_drawings_per_s_per_worker']:,.0f} "
+          f"drawings/s per worker process at batch {cfg.batch_size}, "
+          f"{figures['pipeline_drawings_per_s_per_worker_batch512']:,.0f} at batch 512 "
+          "(target >= 50,000)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,56 @@
+"""DDP: two gloo processes on the CPU train one model; only rank 0 writes files."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from pipeline.config import TrainConfig
+from tests.test_train import make_store, train_config
+
+WORLD_SIZE = 2
+
+
+def _rank_main(rank: int, cfg: TrainConfig, root: Path, port: int) -> None:
+    os.environ |= {
+        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
+        "LOCAL_RANK": str(rank), "WORLD_SIZE": str(WORLD_SIZE),
+        "LOCAL_WORLD_SIZE": str(WORLD_SIZE),
+    }  # fmt: skip
+    from pipeline.train import run
+
+    out = root / f"out{rank}"  # each rank gets its own output paths: only out0 may appear
+    result = run(cfg, root / "drawings.zarr", out / "model.pt", out / "ckpt", out / "live")
+    torch.save(result.model.state_dict(), root / f"rank{rank}.pt")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_gloo_ranks_train_one_model(tmp_path: Path, params: dict) -> None:
+    make_store(tmp_path / "drawings.zarr", per_class=48, block_size=16)  # 12 blocks: 6 per rank
+    cfg = train_config(params, epochs=2, dropout=0.2)
+    mp.spawn(_rank_main, args=(cfg, tmp_path, _free_port()), nprocs=WORLD_SIZE, join=True)
+    rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    rank1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    for name, value in rank0.items():
+        if "running_" in name or "num_batches" in name:
+            continue  # batch-norm statistics are per rank (DDP broadcasts them at each forward)
+        assert torch.equal(value, rank1[name]), name
+    # Rank 0 wrote the run's files; rank 1 wrote nothing. The checkpoint holds the same weights.
+    assert not (tmp_path / "out1").exists()
+    out = tmp_path / "out0"
+    assert sorted(p.name for p in (out / "ckpt").iterdir()) == ["best.pt", "last.pt"]
+    assert (out / "model.pt").is_file() and (out / "live" / "metrics.json").is_file()
+    last = torch.load(out / "ckpt" / "last.pt", weights_only=True)
+    assert torch.equal(last["model"]["head.weight"], rank0["head.weight"])
+    assert last["state"]["step"] == 2 * 3  # 2 epochs x 3 batches per rank (96 drawings / 32)

@@ -1,0 +1,234 @@
+"""Fuzzing the drawing parser and the features with arbitrary strings, bytes and nested lists.
+
+The parser is judged against an oracle written here from the format's definition (json.loads,
+then the shape rules), not against the parser's own exact path: a drawing the oracle calls valid
+must round-trip exactly, anything else must be rejected with a reason, and nothing may raise.
+test_drawing.py already checks round trips of valid drawings and byte-level mutations of them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, example, given, settings
+from hypothesis import strategies as st
+
+from pipeline.drawing import OK, REASONS, parse_drawings
+from pipeline.features import FEATURES, N_FEATURES, Augment, featurize, pad_batch
+from pipeline.store import Drawings
+
+COL = {name: i for i, name in enumerate(FEATURES)}
+VALID = "[[[10, 20, 30], [40, 50, 60]], [[0], [255]]]"
+FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_real(v: object) -> bool:
+    return _is_int(v) or (isinstance(v, float) and math.isfinite(v))
+
+
+def oracle(text: str | bytes) -> tuple[str, np.ndarray | None]:
+    """("simplified", exact points), ("raw", None) or ("rejected", None), from the definition:
+    a JSON list of strokes; a simplified stroke is [xs, ys] of equal, non-zero length with
+    integers 0..255; a raw one (all strokes raw) is [xs, ys, ts] of finite numbers."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
+    try:
+        obj = json.loads(text)
+    except (ValueError, RecursionError):
+        return "rejected", None
+    if not isinstance(obj, list) or not obj or not all(isinstance(s, list) for s in obj):
+        return "rejected", None
+    for width, is_value in ((2, lambda v: _is_int(v) and 0 <= v <= 255), (3, _is_real)):
+        if all(
+            len(s) == width
+            and all(isinstance(axis, list) and all(map(is_value, axis)) for axis in s)
+            and len({len(axis) for axis in s}) == 1
+            and len(s[0]) > 0
+            for s in obj
+        ):
+            if width == 3:
+                return "raw", None
+            return "simplified", Drawings.from_strokes([[(s[0], s[1]) for s in obj]]).points
+    return "rejected", None
+
+
+def check_against_oracle(texts: list) -> None:
+    batch = [VALID, *texts, VALID]  # good neighbours: a bad string must not disturb them
+    parsed = parse_drawings(batch)
+    assert len(parsed) == len(batch)
+    assert parsed.offsets[0] == 0 and (np.diff(parsed.offsets) >= 0).all()
+    assert parsed.offsets[-1] == len(parsed.points)
+    assert set(parsed.reasons.tolist()) <= set(range(len(REASONS)))
+    for i, text in enumerate(batch):
+        kind, expected = oracle(text)
+        points = parsed.points[parsed.offsets[i] : parsed.offsets[i + 1]]
+        if kind == "rejected":
+            assert parsed.reasons[i] != OK, text
+            assert len(points) == 0, text
+        elif kind == "simplified":
+            assert parsed.reasons[i] == OK, text
+            np.testing.assert_array_equal(points, expected, err_msg=repr(text))
+        else:  # raw: accepted, rescaled onto the 0..255 grid, strokes kept
+            assert parsed.reasons[i] == OK, text
+            strokes = json.loads(text)
+            assert len(points) == sum(len(s[0]) for s in strokes)
+            assert points[:, 2].sum() == len(strokes) and points[-1, 2] == 1
+
+
+# Leaves a drawing can hold, and plenty it must not (floats, bools, null, strings, negatives).
+leaf = st.one_of(
+    st.integers(0, 255),
+    st.integers(0, 255),
+    st.integers(-300, 100_000),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+    st.none(),
+    st.text(max_size=3),
+)
+nested = st.recursive(leaf, lambda inner: st.lists(inner, max_size=4), max_leaves=40)
+# Near-misses of the real shape: lists of 1-4 lists of lists, so many are almost drawings.
+shaped = st.lists(st.lists(st.lists(leaf, max_size=5), min_size=1, max_size=4), max_size=4)
+# Mostly valid drawings (simplified or raw) with the odd bad value or length among them.
+mostly_coord = st.integers(0, 39).flatmap(
+    lambda r: st.integers(0, 255) if r > 1 else st.floats(-1e3, 1e3) if r else leaf
+)
+
+
+@st.composite
+def near_drawings(draw: st.DrawFn) -> list:
+    width = draw(st.sampled_from([2, 2, 2, 3]))
+    strokes = []
+    for _ in range(draw(st.integers(1, 4))):
+        n = draw(st.integers(0, 6)) or draw(st.integers(0, 6))  # rarely empty
+        sizes = [n if draw(st.integers(0, 9)) else draw(st.integers(0, 6)) for _ in range(width)]
+        strokes.append([draw(st.lists(mostly_coord, min_size=k, max_size=k)) for k in sizes])
+    return strokes
+
+
+separators = st.sampled_from([(", ", ": "), (",", ":"), (" ,", ":")])
+
+
+@given(st.lists(st.text(max_size=60), min_size=1, max_size=6))
+@FUZZ
+def test_arbitrary_text_is_never_misread(texts: list[str]) -> None:
+    check_against_oracle(texts)
+
+
+@given(st.lists(st.binary(max_size=60), min_size=1, max_size=6))
+@FUZZ
+def test_arbitrary_bytes_are_never_misread(blobs: list[bytes]) -> None:
+    batch = [VALID.encode(), *blobs, VALID.encode()]
+    parsed = parse_drawings(batch)
+    for i, blob in enumerate(batch):
+        kind, expected = oracle(blob)
+        points = parsed.points[parsed.offsets[i] : parsed.offsets[i + 1]]
+        assert (parsed.reasons[i] == OK) == (kind != "rejected"), blob
+        if kind == "simplified":
+            np.testing.assert_array_equal(points, expected)
+
+
+# Found by this fuzzer: a malformed drawing with an odd number of lists ("[[]]") shifts the fast
+# path's x/y pairing for every later drawing of the batch: a crash, or an xy-mismatched drawing
+# accepted. Fix (pipeline/drawing.py, _fast_parse): count lists only in drawings whose bracket
+# count is 2 + 6k, e.g. `is_list = inner & (...) & ~bad[br_drawing]` after the n_br check.
+WAIT_DRAWING = pytest.mark.xfail(
+    strict=True, reason="pipeline/drawing.py not yet free: x/y pairing shifts after '[[]]'"
+)
+
+
+@WAIT_DRAWING
+@pytest.mark.parametrize(
+    "batch",
+    [["[[]]", "[[[0], [0, 0]]]"], ["[[]]", "[[[0, 0], [0]]]"]],
+    ids=["crash", "mismatch-accepted"],
+)
+def test_a_broken_drawing_does_not_shift_its_batch_mates(batch: list[str]) -> None:
+    check_against_oracle(batch)
+
+
+@WAIT_DRAWING
+@given(st.lists(st.one_of(nested, shaped, near_drawings()), min_size=1, max_size=6), separators)
+@example([[[]], [[[0], [0, 0]]]], (", ", ": "))
+@FUZZ
+def test_arbitrary_nested_lists_are_parsed_or_rejected(objs: list, sep: tuple[str, str]) -> None:
+    check_against_oracle([json.dumps(o, separators=sep) for o in objs])
+
+
+@given(st.lists(st.one_of(shaped, near_drawings()), min_size=1, max_size=4), st.data())
+@FUZZ
+def test_valid_looking_text_with_injected_characters(objs: list, data: st.DataObject) -> None:
+    # Real-world damage: a character from anywhere in Unicode dropped into an almost-drawing.
+    texts = []
+    for o in objs:
+        text = json.dumps(o)
+        i = data.draw(st.integers(0, len(text)))
+        texts.append(text[:i] + data.draw(st.characters()) + text[i:])
+    check_against_oracle(texts)
+
+
+# ---------------------------------------------------------------- features
+
+
+@st.composite
+def ragged_drawings(draw: st.DrawFn) -> Drawings:
+    """Any ragged batch: empty drawings, one-point strokes, and pen flags in any pattern (as a
+    damaged store could hold)."""
+    lengths = draw(st.lists(st.integers(0, 40), min_size=1, max_size=8))
+    total = sum(lengths)
+    flat = draw(st.lists(st.integers(0, 255), min_size=3 * total, max_size=3 * total))
+    points = np.asarray(flat, np.uint8).reshape(total, 3)
+    points[:, 2] = points[:, 2] % 2 if draw(st.booleans()) else 0
+    offsets = np.zeros(len(lengths) + 1, np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    if draw(st.booleans()):  # the store's invariant: every drawing ends a stroke
+        points[offsets[1:][np.diff(offsets) > 0] - 1, 2] = 1
+    n = len(lengths)
+    return Drawings(points, offsets, np.zeros(n, np.int16), np.arange(n, dtype=np.int64))
+
+
+augments = st.one_of(
+    st.none(),
+    st.builds(Augment, scale=st.floats(0, 0.5), shear=st.floats(0, 0.5),
+              rotate_deg=st.floats(0, 45), jitter=st.floats(0, 5),
+              stroke_dropout=st.floats(0, 1)),
+)  # fmt: skip
+
+
+@given(ragged_drawings(), st.integers(1, 64), augments, st.integers(0, 2**32 - 1))
+@FUZZ
+def test_features_of_any_drawings_are_finite_and_shaped(
+    drawings: Drawings, max_points: int, augment: Augment | None, seed: int
+) -> None:
+    feats, offsets = featurize(drawings, max_points, augment, np.random.default_rng(seed))
+    lengths = np.diff(offsets)
+    assert feats.shape == (offsets[-1], N_FEATURES) and feats.dtype == np.float32
+    assert np.isfinite(feats).all()
+    assert (lengths <= max_points).all()
+    assert ((lengths > 0) == (drawings.lengths > 0)).all()  # none emptied, none invented
+    if augment is None or augment.stroke_dropout == 0:
+        assert (lengths == np.minimum(drawings.lengths, max_points)).all()
+    assert np.abs(feats[:, [COL["x"], COL["y"]]]).max(initial=0) <= 1 + 1e-5
+    firsts, lasts = offsets[:-1][lengths > 0], offsets[1:][lengths > 0] - 1
+    assert (feats[firsts, COL["stroke_start"]] == 1).all()
+    assert (feats[lasts, COL["pen_end"]] == 1).all()
+    x, steps = pad_batch(feats, offsets)  # (B, T, F), (B,)
+    assert x.shape[0] == len(drawings) and (steps == np.maximum(lengths, 1)).all()
+
+
+@given(ragged_drawings(), st.integers(1, 64))
+@FUZZ
+def test_a_drawings_features_do_not_depend_on_its_batch_mates(
+    drawings: Drawings, max_points: int
+) -> None:
+    assume(len(drawings) > 1)
+    feats, offsets = featurize(drawings, max_points)
+    for i in range(len(drawings)):
+        alone, _ = featurize(drawings.take(np.array([i])), max_points)
+        np.testing.assert_array_equal(alone, feats[offsets[i] : offsets[i + 1]])

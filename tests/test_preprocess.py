@@ -1,0 +1,302 @@
+"""The preprocess stage: CSV -> store -> the same strokes, class-balanced blocks, a balanced and
+deterministic val split, every bad row rejected with its reason, no test row ever lost."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from pipeline.config import PreprocessConfig
+from pipeline.errors import PipelineError
+from pipeline.preprocess import choose_val, interleave_order, interleave_windows, main, run
+from pipeline.store import DrawingStore, unpack_country
+from tests.conftest import write_params
+
+CFG = PreprocessConfig(
+    max_per_class=0, val_per_class=10, recognized_only=False, max_points=256, block_size=64,
+    workers=1, seed=0,
+)  # fmt: skip
+TRAIN_HEADER = ["countrycode", "drawing", "key_id", "recognized", "timestamp", "word"]
+GOOD = json.dumps([[[0, 10, 20], [5, 15, 25]], [[30], [40]]])
+
+
+def preprocess(raw_dir: Path, out: Path, cfg: PreprocessConfig = CFG) -> tuple[dict, DrawingStore]:
+    metrics = run(cfg, raw_dir, out / "processed", out / "preprocess.json", progress=False)
+    return metrics, DrawingStore(out / "processed" / "drawings.zarr")
+
+
+def write_raw(raw_dir: Path, classes: dict[str, list[list[str]]], test: list[list[str]]) -> Path:
+    """Kaggle layout from rows; train rows are (countrycode, drawing, key_id, recognized, word)."""
+    (raw_dir / "train_simplified").mkdir(parents=True)
+    for word, rows in classes.items():
+        with open(raw_dir / "train_simplified" / f"{word}.csv", "w", newline="") as f:
+            w = csv.writer(f, lineterminator="\n")
+            w.writerow(TRAIN_HEADER)
+            w.writerows(
+                [[c, d, k, r, "2017-03-23 12:59:36.68729", word_] for c, d, k, r, word_ in rows]
+            )
+    with open(raw_dir / "test_simplified.csv", "w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["key_id", "countrycode", "drawing"])
+        w.writerows(test)
+    return raw_dir
+
+
+def good_rows(word: str, n: int, first_key: int) -> list[list[str]]:
+    return [["US", GOOD, str(first_key + i), "True", word] for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def kaggle16_store(kaggle16_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("k16")
+    return preprocess(kaggle16_dir, out)
+
+
+def test_round_trip_gives_back_the_csv_strokes_exactly(kaggle16_dir: Path, kaggle16_store) -> None:
+    metrics, store = kaggle16_store
+    train, val = store.split("train"), store.split("val")
+    assert (
+        metrics["train/drawings"] + metrics["val/drawings"] == 10_000 == metrics["train/rows_read"]
+    )
+    by_key = {}
+    for split in (train, val):
+        d, country = split.read(), unpack_country(split.column("country"))
+        by_key.update({int(k): (d, i, country[i]) for i, k in enumerate(d.key_ids)})
+    for path in sorted((kaggle16_dir / "train_simplified").glob("*.csv")):
+        with open(path, newline="") as f:
+            for row in csv.DictReader(f):
+                d, i, country = by_key[int(row["key_id"])]
+                strokes = [(list(x), list(y)) for x, y in json.loads(row["drawing"])]
+                if sum(len(x) for x, _ in strokes) <= CFG.max_points:
+                    assert d.strokes(i) == strokes
+                assert store.classes[d.labels[i]] == row["word"]
+                assert country == row["countrycode"]
+
+
+def test_classes_are_the_sorted_file_stems_with_spaces(kaggle16_store) -> None:
+    _, store = kaggle16_store
+    assert store.classes == sorted(store.classes) and "paint can" in store.classes
+    assert store.attrs["params"] == dataclasses.asdict(CFG)
+
+
+def test_every_train_block_holds_each_class_in_proportion(kaggle16_store) -> None:
+    _, store = kaggle16_store
+    labels = store.split("train").labels
+    share = np.bincount(labels) / len(labels)
+    # A drawing's position is N * key +- C/2 (C classes tie-breaking), so any 64-window holds
+    # class c within 1 + share_c * C of 64 * share_c; and every class, rare ones included.
+    for start in range(0, len(labels) - 64, 37):
+        counts = np.bincount(labels[start : start + 64], minlength=len(share))
+        assert (np.abs(counts - 64 * share) <= 1 + share * len(share)).all(), start
+        assert (counts > 0).all(), start
+
+
+def test_val_split_is_balanced_and_chosen_by_key_hash(kaggle16_store) -> None:
+    _, store = kaggle16_store
+    val, train = store.split("val"), store.split("train")
+    assert np.bincount(val.labels).tolist() == [10] * 16
+    assert not set(val.key_ids.tolist()) & set(train.key_ids.tolist())
+    # For each class, the val key_ids are the ones choose_val picks from all of that class.
+    for c in range(16):
+        keys = np.concatenate([train.key_ids[train.labels == c], val.key_ids[val.labels == c]])
+        chosen = set(keys[choose_val(keys, 10, CFG.seed)].tolist())
+        assert chosen == set(val.key_ids[val.labels == c].tolist())
+
+
+def test_test_rows_keep_file_order_and_solution_labels(kaggle16_dir: Path, kaggle16_store) -> None:
+    _, store = kaggle16_store
+    test = store.split("test")
+    with open(kaggle16_dir / "test_simplified.csv", newline="") as f:
+        keys = [int(r["key_id"]) for r in csv.DictReader(f)]
+    with open(kaggle16_dir / "test_solution.csv", newline="") as f:
+        words = {int(r["key_id"]): r["word"] for r in csv.DictReader(f)}
+    assert test.key_ids.tolist() == keys and test.valid.all()
+    got = [store.classes[i].replace(" ", "_") for i in test.labels]
+    assert got == [words[k] for k in keys]
+
+
+def test_interleaving_keys_merge_every_class_in_order() -> None:
+    counts = np.array([7, 1, 30, 12])
+    windows = list(interleave_windows(counts, 5))
+    np.testing.assert_array_equal(np.sum(windows, axis=0), counts)  # each drawing exactly once
+    first, labels = np.zeros(4, np.int64), []
+    for take in windows:
+        order = interleave_order(first, take, counts)
+        labels.extend(np.repeat(np.arange(4), take)[order].tolist())
+        first += take
+    # Globally sorted by (j + 0.5) / n_c: recompute from scratch and compare.
+    keys = sorted(((j + 0.5) / n, c) for c, n in enumerate(counts) for j in range(n))
+    assert labels == [c for _, c in keys]
+
+
+def test_same_params_give_an_identical_store(
+    tmp_path: Path, kaggle16_dir: Path, kaggle16_store
+) -> None:
+    _, first = kaggle16_store
+    cfg = dataclasses.replace(CFG)
+    _, second = preprocess(kaggle16_dir, tmp_path, cfg)
+    assert_same_store(first, second)
+
+
+@pytest.mark.slow
+def test_worker_processes_give_the_same_store(
+    tmp_path: Path, kaggle16_dir: Path, kaggle16_store
+) -> None:
+    _, first = kaggle16_store
+    _, second = preprocess(kaggle16_dir, tmp_path, dataclasses.replace(CFG, workers=2))
+    assert_same_store(first, second)
+
+
+def assert_same_store(a: DrawingStore, b: DrawingStore) -> None:
+    # The stored params record `workers`, the one param that must not change the data.
+    attrs_a, attrs_b = dict(a.attrs), dict(b.attrs)
+    attrs_a["params"] = {**attrs_a["params"], "workers": None}
+    attrs_b["params"] = {**attrs_b["params"], "workers": None}
+    assert attrs_a == attrs_b
+    for split in ("train", "val", "test"):
+        ga, gb = a.root[split], b.root[split]
+        assert dict(ga.attrs) == dict(gb.attrs)
+        for name in ("points", "offsets", "label", "key_id", "country", "recognized", "valid"):
+            np.testing.assert_array_equal(ga[name][:], gb[name][:], err_msg=f"{split}/{name}")
+
+
+def test_every_bad_row_kind_is_rejected_with_its_reason(tmp_path: Path) -> None:
+    bad = [
+        ["US", "[[[1, 2], [3]]]", "9001", "True", "cat"],  # xy_mismatch
+        ["US", "[[[1, 2], [3, 300]]]", "9002", "True", "cat"],  # out_of_range
+        ["US", "[[[1, 2], [3, 4]]", "9003", "True", "cat"],  # unparseable
+        ["US", "[]", "9004", "True", "cat"],  # empty
+        ["US", "", "9005", "True", "cat"],  # missing_field (empty drawing)
+        ["US", GOOD, "9006", "", "cat"],  # missing_field (empty recognized)
+        ["US", GOOD, "9007", "True", "dog"],  # word_mismatch
+        ["US", GOOD, "12ab", "True", "cat"],  # bad_key_id
+        ["US", GOOD, "99999999999999999999", "True", "cat"],  # bad_key_id: over int64
+    ]
+    raw = write_raw(
+        tmp_path / "raw",
+        {"cat": good_rows("cat", 30, 100) + bad, "dog": good_rows("dog", 30, 500)},
+        [["1", "US", GOOD]],
+    )
+    with open(raw / "train_simplified" / "cat.csv", "a") as f:
+        f.write("US,too,few\n")  # missing_field (short row)
+    metrics, _ = preprocess(raw, tmp_path)
+    expected = {
+        "xy_mismatch": 1,
+        "out_of_range": 1,
+        "unparseable": 1,
+        "empty": 1,
+        "missing_field": 3,
+        "word_mismatch": 1,
+        "bad_key_id": 2,
+    }
+    assert {r: metrics[f"rejected/{r}"] for r in expected} == expected
+    assert metrics["rejected_rows"] == 10
+    assert metrics["train/drawings"] + metrics["val/drawings"] == 60
+    with open(tmp_path / "processed" / "rejects.csv", newline="") as f:
+        rejects = list(csv.DictReader(f))
+    assert len(rejects) == 10 and {r["file"] for r in rejects} == {"cat.csv"}
+    assert [r["line"] for r in rejects][:2] == ["32", "33"]  # header is line 1
+    assert {r["key_id"]: r["reason"] for r in rejects}["9007"] == "word_mismatch"
+
+
+def test_test_rows_are_never_dropped(tmp_path: Path) -> None:
+    test = [
+        ["11", "US", GOOD],
+        ["12", "FR", "[[[1, 2], [3]]]"],
+        ["bad", "US", GOOD],
+        ["14", "", ""],
+        ["15", "DE", GOOD],
+        ["16", "US"],
+    ]
+    raw = write_raw(tmp_path / "raw", {"cat": good_rows("cat", 30, 100)}, test)
+    metrics, store = preprocess(raw, tmp_path)
+    split = store.split("test")
+    assert split.key_ids.tolist() == [11, 12, -1, 14, 15, 16]
+    assert split.valid.tolist() == [True, False, False, False, True, False]
+    assert split.lengths.tolist() == [4, 0, 0, 0, 4, 0]  # unusable rows stored empty
+    assert split.labels.tolist() == [-1] * 6  # no test_solution.csv
+    assert metrics["test/rows"] == 6 and metrics["test/invalid_rows"] == 4
+    assert metrics["rejected_rows"] == 0  # test problems are flagged, not rejected
+
+
+def test_recognized_only_and_max_per_class_filter(tmp_path: Path) -> None:
+    rows = good_rows("cat", 40, 100)
+    for r in rows[::2]:
+        r[3] = "False"
+    raw = write_raw(
+        tmp_path / "raw", {"cat": rows, "dog": good_rows("dog", 40, 500)}, [["1", "US", GOOD]]
+    )
+    cfg = dataclasses.replace(CFG, recognized_only=True, max_per_class=15, val_per_class=5)
+    metrics, store = preprocess(raw, tmp_path, cfg)
+    train, val = store.split("train"), store.split("val")
+    assert (np.bincount(train.labels) + np.bincount(val.labels)).tolist() == [15, 15]
+    assert (train.column("recognized") == 1).all()
+    assert metrics["filtered/not_recognized"] == 15  # cat rows read until 15 recognised were kept
+    assert metrics["rejected_rows"] == 0
+
+
+def test_bom_crlf_quoted_newlines_and_column_order_are_read(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    (raw / "train_simplified").mkdir(parents=True)
+    drawing = GOOD.replace(", [[30]", ",\n[[30]")  # a quoted field spanning two lines
+    lines = ["word,key_id,drawing,recognized,countrycode,timestamp"]
+    lines += [f'cat,{100 + i},"{drawing if i == 3 else GOOD}",True,US,t' for i in range(30)]
+    (raw / "train_simplified" / "cat.csv").write_bytes(
+        ("\ufeff" + "\r\n".join(lines) + "\r\n").encode()
+    )
+    (raw / "test_simplified.csv").write_text(f'key_id,countrycode,drawing\n1,US,"{GOOD}"\n')
+    metrics, store = preprocess(raw, tmp_path)
+    assert metrics["rejected_rows"] == 0
+    assert metrics["train/drawings"] + metrics["val/drawings"] == 30
+    d = store.split("train").read()
+    assert all(d.strokes(i) == [([0, 10, 20], [5, 15, 25]), ([30], [40])] for i in range(len(d)))
+
+
+def test_a_missing_column_or_input_says_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(PipelineError, match="dvc repro download"):
+        preprocess(tmp_path / "nothing", tmp_path)
+    raw = write_raw(tmp_path / "raw", {"cat": good_rows("cat", 5, 1)}, [["1", "US", GOOD]])
+    (raw / "test_simplified.csv").write_text("key_id,drawing\n1,x\n")
+    with pytest.raises(PipelineError, match="countrycode"):
+        preprocess(raw, tmp_path)
+
+
+def test_a_failed_run_leaves_the_previous_output_untouched(tmp_path: Path) -> None:
+    raw = write_raw(tmp_path / "raw", {"cat": good_rows("cat", 30, 1)}, [["1", "US", GOOD]])
+    preprocess(raw, tmp_path)
+    before = zarr.open_group(str(tmp_path / "processed" / "drawings.zarr"), mode="r").attrs.asdict()
+    # A class whose every row is bad fails the run, after pass 1 has written temp files.
+    write_raw(
+        tmp_path / "raw2",
+        {"cat": good_rows("cat", 30, 1), "dog": [["US", "[]", "7", "True", "dog"]]},
+        [["1", "US", GOOD]],
+    )
+    with pytest.raises(PipelineError, match="'dog' has no usable drawings"):
+        preprocess(tmp_path / "raw2", tmp_path)
+    after = zarr.open_group(str(tmp_path / "processed" / "drawings.zarr"), mode="r").attrs.asdict()
+    assert before == after
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp folders
+
+
+def test_stage_cli_writes_outputs_where_dvc_expects_them(workdir: Path, params: dict) -> None:
+    write_raw(
+        workdir / "data" / "raw",
+        {"cat": good_rows("cat", 30, 1), "paint can": good_rows("paint can", 30, 99)},
+        [["1", "US", GOOD]],
+    )
+    params["preprocess"]["workers"] = 1
+    write_params(workdir, params)
+    main(["--params", "configs/params.yaml"])
+    metrics = json.loads((workdir / "metrics" / "preprocess.json").read_text())
+    assert metrics["train/drawings"] + metrics["val/drawings"] == 60
+    assert (workdir / "data" / "processed" / "rejects.csv").is_file()
+    assert DrawingStore(workdir / "data" / "processed" / "drawings.zarr").classes == [
+        "cat",
+        "paint can",
+    ]

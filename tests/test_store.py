@@ -1,0 +1,88 @@
+"""The ragged store: what goes in comes back, by range and by block, across chunk boundaries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline import store
+from pipeline.errors import PipelineError
+from pipeline.store import (
+    Drawings,
+    DrawingStore,
+    SplitWriter,
+    create_store,
+    pack_country,
+    unpack_country,
+)
+
+
+def random_drawings(rng: np.random.Generator, n: int) -> Drawings:
+    strokes = [
+        [(rng.integers(0, 256, k).tolist(), rng.integers(0, 256, k).tolist())
+         for k in rng.integers(1, 9, rng.integers(1, 4))]
+        for _ in range(n)
+    ]  # fmt: skip
+    return Drawings.from_strokes(
+        strokes, rng.integers(0, 5, n).tolist(), rng.permutation(n).tolist()
+    )
+
+
+@pytest.fixture
+def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Tiny chunks and flushes so a small test crosses every boundary the writer handles.
+    monkeypatch.setattr(store, "POINT_CHUNK", 64)
+    monkeypatch.setattr(store, "FLUSH_DRAWINGS", 16)
+
+
+def test_split_round_trip_across_chunks_and_appends(tmp_path: Path, small_chunks: None) -> None:
+    rng = np.random.default_rng(0)
+    parts = [random_drawings(rng, n) for n in (5, 40, 1, 33, 0, 17)]
+    root = create_store(
+        tmp_path / "s.zarr", ["a", "b", "c", "d", "e"], {"counts": {}, "params": {}}
+    )
+    writer = SplitWriter(root, "train", block_size=8)
+    for p in parts:
+        writer.append(p, country=pack_country(["US"] * len(p)), recognized=np.ones(len(p), np.int8))
+    writer.close()
+
+    expected = Drawings.concat(parts)
+    split = DrawingStore(tmp_path / "s.zarr").split("train")
+    got = split.read()
+    np.testing.assert_array_equal(got.points, expected.points)
+    np.testing.assert_array_equal(got.offsets, expected.offsets)
+    np.testing.assert_array_equal(got.labels, expected.labels)
+    np.testing.assert_array_equal(got.key_ids, expected.key_ids)
+    assert split.n_blocks == -(-len(expected) // 8)
+    blocks = Drawings.concat([split.block(b) for b in range(split.n_blocks)])
+    np.testing.assert_array_equal(blocks.points, expected.points)
+    assert unpack_country(split.column("country")) == ["US"] * len(expected)
+    assert split.group.attrs["n"] == len(expected)
+
+
+def test_take_and_slice_agree_with_per_drawing_access() -> None:
+    d = random_drawings(np.random.default_rng(1), 20)
+    index = np.array([7, 3, 3, 19, 0])
+    taken = d.take(index)
+    for j, i in enumerate(index):
+        np.testing.assert_array_equal(taken.drawing(j), d.drawing(i))
+    sliced = d.slice(4, 9)
+    for j in range(5):
+        np.testing.assert_array_equal(sliced.drawing(j), d.drawing(4 + j))
+
+
+def test_pack_country_keeps_two_ascii_letters_only() -> None:
+    codes = ["US", "", "USA", "É1", "gb", "U"]
+    packed = pack_country(codes)
+    assert unpack_country(packed) == ["US", "", "", "", "gb", ""]
+
+
+def test_opening_a_missing_or_foreign_store_says_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(PipelineError, match="dvc repro preprocess"):
+        DrawingStore(tmp_path / "nothing.zarr")
+    root = create_store(tmp_path / "old.zarr", ["a"], {})
+    root.attrs["format_version"] = 0
+    with pytest.raises(PipelineError, match="format"):
+        DrawingStore(tmp_path / "old.zarr")
