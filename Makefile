@@ -23,7 +23,7 @@ $(STAMP): requirements.txt
 repro: setup
 	$(BIN)/dvc repro
 
-test: setup
+test: setup lint
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 test-fast: setup

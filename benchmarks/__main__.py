@@ -1,7 +1,7 @@
 """Run every benchmark and print its figures; results also land in benchmarks/results/*.json.
 
-    python -m benchmarks                 # all
-    python -m benchmarks preprocess      # only bench_preprocess
+python -m benchmarks                 # all
+python -m benchmarks preprocess      # only bench_preprocess
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ RESULTS_DIR = Path(__file__).parent / "results"
 
 def main(names: list[str]) -> None:
     package = Path(__file__).parent
-    modules = sorted(m.name for m in pkgutil.iter_modules([str(package)]) if m.name.startswith("bench_"))
+    modules = sorted(
+        m.name for m in pkgutil.iter_modules([str(package)]) if m.name.startswith("bench_")
+    )
     if names:
         modules = [m for m in modules if m.removeprefix("bench_") in names or m in names]
     RESULTS_DIR.mkdir(exist_ok=True)

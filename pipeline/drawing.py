@@ -146,7 +146,8 @@ def _fast_parse(
     br_open = is_open[br_pos]
     first_br = np.searchsorted(br_pos, starts)
     n_br = np.searchsorted(br_pos, ends) - first_br
-    bad |= (n_br < 8) | ((n_br - 2) % 6 != 0)
+    bad_shape = (n_br < 8) | ((n_br - 2) % 6 != 0)
+    bad |= bad_shape
     br_drawing = np.repeat(np.arange(n), n_br)
     b = np.arange(len(br_pos)) - np.repeat(first_br, n_br)  # index within its drawing
     last = b == np.repeat(n_br - 1, n_br)
@@ -161,13 +162,16 @@ def _fast_parse(
     gap = np.zeros(len(br_pos), np.int64)
     gap[:-1] = br_pos[1:] - br_pos[:-1] - 1
     inner = ~last & (b > 0)
-    is_list = inner & ((phase == 1) | (phase == 3))
+    # Lists only where the bracket count is 2 + 6k: there they come in x/y pairs, so a broken
+    # drawing cannot shift the x/y pairing of the drawings after it.
+    is_list = inner & ((phase == 1) | (phase == 3)) & ~bad_shape[br_drawing]
     before_last = np.append(last[1:], True)
     comma_gap = inner & ((phase == 2) | ((phase == 5) & ~before_last))
     empty_gap = ~last & ~is_list & ~comma_gap
     br_bad |= empty_gap & (gap != 0)
     after = np.minimum(br_pos + 1, top)
     br_bad |= comma_gap & (((gap != 1) & (gap != 2)) | ~is_comma[after])
+    br_bad |= comma_gap & (gap == 2) & ~is_space[np.minimum(br_pos + 2, top)]  # ", " only
     list_open = br_pos[is_list]
     list_close = list_open + gap[is_list] + 1
     list_bad = (gap[is_list] < 1) | ~is_digit[after[is_list]] | ~is_digit[list_close - 1]

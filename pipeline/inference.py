@@ -33,9 +33,17 @@ def load_checkpoint(
         ckpt = torch.load(path, map_location=device, weights_only=True)
     except Exception as err:
         raise PipelineError(f"{path} is not a readable checkpoint ({err}); retrain it") from None
-    meta = ckpt["meta"]
-    model = build_model(ModelConfig(**meta["model_cfg"]))
-    model.load_state_dict(ckpt["model"])
+    if not isinstance(ckpt, dict) or not {"model", "meta"} <= ckpt.keys():
+        raise PipelineError(f"{path} is not a checkpoint of this pipeline (no model and meta)")
+    try:  # a checkpoint from other code, or a damaged one, fails here
+        meta = ckpt["meta"]
+        model = build_model(ModelConfig(**meta["model_cfg"]))
+        model.load_state_dict(ckpt["model"])
+    except (KeyError, TypeError, IndexError, ValueError, RuntimeError) as err:
+        reason = f"{type(err).__name__}: {err}".splitlines()[0]
+        raise PipelineError(
+            f"{path} is not a checkpoint of this pipeline ({reason}); retrain it"
+        ) from None
     return model.to(device).eval(), meta
 
 

@@ -33,8 +33,9 @@ def set_seed(seed: int) -> None:
 
 
 def setup_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
 
 
 def entrypoint(main: Callable[..., Any]) -> Callable[..., Any]:
@@ -85,7 +86,7 @@ def atomic_dir(final_dir: Path) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def atomic_file(final_path: Path, mode: str = "w", **kwargs: Any) -> Iterator[Any]:
-    """Open a temp file beside `final_path`; rename it over `final_path` only when closed cleanly."""
+    """Open a temp file beside `final_path`; it replaces `final_path` only when closed cleanly."""
     final_path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{final_path.name}.tmp-", dir=final_path.parent)
     os.close(fd)

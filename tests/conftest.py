@@ -36,11 +36,19 @@ def ndjson345_dir() -> Path:
 def params() -> dict:
     """The repo's params, shrunk so a whole pipeline runs in seconds."""
     p = yaml.safe_load((REPO_DIR / "configs" / "params.yaml").read_text())
-    p["download"].update(synthetic_classes=5, synthetic_train_per_class=60,
-                         synthetic_test_per_class=8)
+    p["download"].update(
+        synthetic_classes=5, synthetic_train_per_class=60, synthetic_test_per_class=8
+    )
     p["preprocess"].update(val_per_class=10, block_size=64, workers=1)
-    p["train"].update(epochs=2, batch_size=32, hidden_size=16, num_layers=1,
-                      conv_channels=[8, 8], checkpoint_every_s=0, workers=0)
+    p["train"].update(
+        epochs=2,
+        batch_size=32,
+        hidden_size=16,
+        num_layers=1,
+        conv_channels=[8, 8],
+        checkpoint_every_s=0,
+        workers=0,
+    )
     p["evaluate"].update(batch_size=64, gallery_size=4)
     p["predict"].update(batch_size=64)
     return p

@@ -260,18 +260,13 @@ class RunsCode:
         return (Path.touch, (self.marker,))
 
 
-WAIT_INFERENCE = pytest.mark.xfail(
-    strict=True, reason="pipeline/inference.py not yet free: a loadable non-checkpoint crashes"
-)
-
-
 @pytest.mark.parametrize(
     "damage",
     [
         "truncated",
         "zeros",
-        pytest.param("not-a-dict", marks=WAIT_INFERENCE),
-        pytest.param("no-meta", marks=WAIT_INFERENCE),
+        "not-a-dict",
+        "no-meta",
     ],
 )
 def test_damaged_model_is_one_clear_error_naming_it(tmp_path: Path, damage: str) -> None:

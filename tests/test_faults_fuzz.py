@@ -134,16 +134,6 @@ def test_arbitrary_bytes_are_never_misread(blobs: list[bytes]) -> None:
             np.testing.assert_array_equal(points, expected)
 
 
-# Found by this fuzzer: a malformed drawing with an odd number of lists ("[[]]") shifts the fast
-# path's x/y pairing for every later drawing of the batch: a crash, or an xy-mismatched drawing
-# accepted. Fix (pipeline/drawing.py, _fast_parse): count lists only in drawings whose bracket
-# count is 2 + 6k, e.g. `is_list = inner & (...) & ~bad[br_drawing]` after the n_br check.
-WAIT_DRAWING = pytest.mark.xfail(
-    strict=True, reason="pipeline/drawing.py not yet free: x/y pairing shifts after '[[]]'"
-)
-
-
-@WAIT_DRAWING
 @pytest.mark.parametrize(
     "batch",
     [["[[]]", "[[[0], [0, 0]]]"], ["[[]]", "[[[0, 0], [0]]]"]],
@@ -153,7 +143,6 @@ def test_a_broken_drawing_does_not_shift_its_batch_mates(batch: list[str]) -> No
     check_against_oracle(batch)
 
 
-@WAIT_DRAWING
 @given(st.lists(st.one_of(nested, shaped, near_drawings()), min_size=1, max_size=6), separators)
 @example([[[]], [[[0], [0, 0]]]], (", ", ": "))
 @FUZZ

@@ -50,7 +50,7 @@ def test_offline_pipeline_writes_a_valid_submission(workdir: Path) -> None:
     n_rows = validate_submission(
         workdir / "submissions/submission.csv", workdir / "data/raw/test_simplified.csv", classes
     )
-    n_test = sum(1 for _ in open(workdir / "data/raw/test_simplified.csv")) - 1
+    n_test = len((workdir / "data/raw/test_simplified.csv").read_text().splitlines()) - 1
     assert n_rows == n_test
     for stage in ("download", "preprocess", "evaluate", "predict"):
         assert (workdir / "metrics" / f"{stage}.json").is_file(), stage
@@ -82,7 +82,7 @@ def test_kaggle16_local_beats_chance_by_far(
     run_stages(workdir)
 
     submission = workdir / "submissions/submission.csv"
-    assert sum(1 for _ in open(submission)) - 1 == 1600
+    assert len(submission.read_text().splitlines()) - 1 == 1600
     test_map3 = score_submission(submission, kaggle16_dir / "test_solution.csv")
     assert test_map3 > 0.5
     assert read_json(workdir / "metrics/predict.json")["test/map3"] == pytest.approx(test_map3)
@@ -92,7 +92,10 @@ def _clone_repo(dst: Path) -> Path:
     """Copy the files git tracks (or would track) into a fresh git repo: a clean clone."""
     files = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO_DIR, check=True, capture_output=True, text=True,
+        cwd=REPO_DIR,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.split()
     for name in files:
         if (REPO_DIR / name).is_file():
@@ -107,11 +110,14 @@ def _clone_repo(dst: Path) -> Path:
 
 @pytest.mark.slow
 def test_dvc_repro_metrics_and_plots(tmp_path: Path, params: dict) -> None:
-    """The real CLI: `dvc repro` runs the chain, reruns only what changed, shows metrics and plots."""
+    """The real CLI: `dvc repro` runs the chain, reruns only what changed, shows metrics, plots."""
     root = _clone_repo(tmp_path / "clone")
     write_params(root, params)
     dvc = [str(Path(sys.executable).parent / "dvc")]
-    env = os.environ | {"DVC_NO_ANALYTICS": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env = os.environ | {
+        "DVC_NO_ANALYTICS": "1",
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    }
 
     def run(*args: str) -> str:
         done = subprocess.run([*dvc, *args], cwd=root, env=env, capture_output=True, text=True)
