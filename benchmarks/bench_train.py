@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmarks.accuracy_kaggle16 import KAGGLE16_DIR, build_store
+from benchmarks.kaggle16 import build_store
 from pipeline.config import TrainConfig, from_dict, load_params
 from pipeline.data import Batch, TrainBatches, make_batch
 from pipeline.features import N_FEATURES, Augment, feature_meta
@@ -87,7 +87,7 @@ def run() -> dict[str, float]:
     figures: dict[str, float] = {"torch_threads": torch.get_num_threads()}
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         store_path = Path(tmp) / "processed" / "drawings.zarr"
-        build_store(KAGGLE16_DIR, store_path, val_per_class=25, block_size=4096)
+        build_store(store_path)
         store = DrawingStore(store_path)
 
         # Input pipeline alone: two epochs of augmented, bucketed, padded batches.

@@ -1,0 +1,37 @@
+"""Shared by the real-data benchmarks: the kaggle16 sample as a store, and trained models on it."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import PreprocessConfig, TrainConfig, from_dict, load_params
+from pipeline.preprocess import run as preprocess
+from tests.conftest import REPO_DIR, SHARED_QUICKDRAW
+
+KAGGLE16_DIR = SHARED_QUICKDRAW / "kaggle16"
+RESULTS_DIR = Path(__file__).parent / "results"
+VAL_PER_CLASS = 25  # 400 val drawings for model selection; 9,600 left to train on
+
+
+def repo_params(section: str) -> dict[str, Any]:
+    return load_params(REPO_DIR / "configs" / "params.yaml")[section]
+
+
+def build_store(store_path: Path, val_per_class: int = VAL_PER_CLASS) -> Path:
+    """kaggle16 through the preprocess stage (repo params): train, val and a labelled test split.
+
+    `store_path` is `<work>/processed/drawings.zarr`: preprocess replaces `<work>/processed`.
+    """
+    cfg = from_dict(PreprocessConfig, repo_params("preprocess"), "preprocess")
+    cfg = dataclasses.replace(cfg, val_per_class=val_per_class)
+    processed = store_path.parent
+    preprocess(cfg, KAGGLE16_DIR, processed, processed.parent / "preprocess.json", progress=False)
+    return store_path
+
+
+def train_config(budget_s: float, **overrides: Any) -> TrainConfig:
+    """The repo's `train:` params with a time budget (epochs unbounded) and overrides."""
+    raw = repo_params("train") | {"time_budget_s": budget_s, "epochs": 10_000} | overrides
+    return from_dict(TrainConfig, raw, "train")
