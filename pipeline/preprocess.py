@@ -171,7 +171,8 @@ def run(
         _merge(root, "train", tasks, results, n_train, cfg.block_size, val=False, progress=progress)
         _merge(root, "val", tasks, results, n_val, cfg.block_size, val=True, progress=progress)
         shutil.rmtree(runs_dir)
-        store_bytes = sum(f.stat().st_size for f in (tmp / "drawings.zarr").rglob("*") if f.is_file())
+        store_files = (tmp / "drawings.zarr").rglob("*")
+        store_bytes = sum(f.stat().st_size for f in store_files if f.is_file())
 
     elapsed = time.perf_counter() - t0
     rejected = {r: sum(res.rejected.get(r, 0) for res in results) for r in ALL_REASONS}
