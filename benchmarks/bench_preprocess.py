@@ -6,7 +6,8 @@
 Input: `../shared/quickdraw/kaggle16` replicated to >= 1,000,000 train rows (100 copies), each copy
 with its own key_ids (copy * 10**16 + key_id), plus the 1,600 test rows; generated once and cached
 under `benchmarks/results/` (git-ignored). Figures per run: wall seconds, drawings/s, MB/s of CSV,
-peak RSS (summed over the process tree, sampled from /proc every 50 ms), bytes stored per drawing.
+peak memory (PSS summed over the process tree, sampled from /proc every 50 ms), bytes stored per
+drawing. Each contender runs 3 times (`BENCH_REPEATS`); the median run is shown.
 
 Naive baseline (the first seed's way), on the same files: csv rows -> json.loads -> a padded
 (30, 50, 2) int16 array per drawing -> zarr append in chunks of 512 (zarr's default zstd). Each
@@ -33,6 +34,7 @@ from tests.conftest import REPO_DIR, SHARED_QUICKDRAW
 KAGGLE16_DIR = SHARED_QUICKDRAW / "kaggle16"
 RESULTS_DIR = Path(__file__).parent / "results"
 COPIES = int(os.environ.get("BENCH_ROWS", "1000000")) // 10_000
+REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))  # runs per contender; the median is shown
 KAGGLE_DRAWINGS = 49_707_579 + 112_199  # the competition: train_simplified plus test
 
 
@@ -115,8 +117,12 @@ print(json.dumps({"drawings": n, "stored": n, "store_bytes": size}))
 """
 
 
-def _tree_rss_kib(pid: int) -> int:
-    """Resident KiB of `pid` and all its descendants, from /proc."""
+def _tree_pss_kib(pid: int) -> int:
+    """Proportional set size (KiB) of `pid` and all its descendants, from /proc.
+
+    PSS, not RSS: worker processes share the pages of numpy, numba and zarr, and summing their
+    RSS would count those once per process.
+    """
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -131,9 +137,9 @@ def _tree_rss_kib(pid: int) -> int:
         p = todo.pop()
         todo.extend(children.get(p, []))
         try:
-            with open(f"/proc/{p}/status") as f:
+            with open(f"/proc/{p}/smaps_rollup") as f:
                 for line in f:
-                    if line.startswith("VmRSS:"):
+                    if line.startswith("Pss:"):
                         total += int(line.split()[1])
         except OSError:
             continue
@@ -141,7 +147,7 @@ def _tree_rss_kib(pid: int) -> int:
 
 
 def measure(code: str, args: list[str]) -> dict[str, float]:
-    """Run `code` in a fresh interpreter; wall time, its JSON line, peak tree RSS."""
+    """Run `code` in a fresh interpreter; wall time, its JSON line, peak tree PSS."""
     env = {**os.environ, "PYTHONPATH": str(REPO_DIR)}
     start = time.perf_counter()
     proc = subprocess.Popen(
@@ -156,7 +162,7 @@ def measure(code: str, args: list[str]) -> dict[str, float]:
 
     def sample() -> None:
         while proc.poll() is None:
-            peak[0] = max(peak[0], _tree_rss_kib(proc.pid))
+            peak[0] = max(peak[0], _tree_pss_kib(proc.pid))
             time.sleep(0.05)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -167,8 +173,17 @@ def measure(code: str, args: list[str]) -> dict[str, float]:
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark subprocess failed:\n{err[-3000:]}")
     figures = json.loads(out.strip().splitlines()[-1])
-    figures.update(wall_s=wall, peak_rss_mb=peak[0] / 1024)
+    figures.update(wall_s=wall, peak_mb=peak[0] / 1024)
     return figures
+
+
+def measure_median(code: str, args: list[str], repeats: int) -> dict[str, float]:
+    """`measure` `repeats` times, each in a fresh temp folder; the run of median wall time."""
+    runs = []
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory(prefix="bench-preprocess-") as tmp:
+            runs.append(measure(code, [args[0], tmp, *args[1:]]))
+    return sorted(runs, key=lambda r: r["wall_s"])[len(runs) // 2]
 
 
 def _csv_mb(raw_dir: Path) -> float:
@@ -183,22 +198,20 @@ def run() -> dict[str, float]:
     contenders = {"ours": (OURS, [str(params)]), "naive": (NAIVE, [])}
     rows, unique = {}, {}
     for name, (code, extra) in contenders.items():
-        with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
-            rows[name] = measure(code, [str(big), tmp, *extra])
-        with tempfile.TemporaryDirectory(prefix=f"bench-{name}-unique-") as tmp:
-            r = measure(code, [str(KAGGLE16_DIR), tmp, *extra])
+        rows[name] = measure_median(code, [str(big), *extra], REPEATS)
+        r = measure_median(code, [str(KAGGLE16_DIR), *extra], 1)
         unique[name] = r["store_bytes"] / r["stored"]
     csv_mb = _csv_mb(big)
     print(
         f"input: {rows['ours']['drawings']:,} drawings ({csv_mb:,.0f} MB of CSV), kaggle16 x "
-        f"{COPIES} with unique key_ids; {os.cpu_count()} cores"
+        f"{COPIES} with unique key_ids; {os.cpu_count()} cores; median of {REPEATS} runs each"
     )
-    header = ("wall s", "drawings/s", "MB/s", "peak RSS MB", "B/drawing", "B/drawing unique")
+    header = ("wall s", "drawings/s", "MB/s", "peak MB", "B/drawing", "B/drawing unique")
     print(f"{'':8s}" + "".join(f"{h:>13s}" for h in header[:5]) + f"{header[5]:>18s}")
     for name, r in rows.items():
         print(
             f"{name:8s}{r['wall_s']:13.1f}{r['drawings'] / r['wall_s']:13,.0f}"
-            f"{csv_mb / r['wall_s']:13.1f}{r['peak_rss_mb']:13.0f}"
+            f"{csv_mb / r['wall_s']:13.1f}{r['peak_mb']:13.0f}"
             f"{r['store_bytes'] / r['stored']:13.1f}{unique[name]:18.1f}"
         )
     ours, naive = rows["ours"], rows["naive"]
@@ -223,7 +236,7 @@ def run() -> dict[str, float]:
                 "wall_s": round(r["wall_s"], 2),
                 "drawings_per_s": round(r["drawings"] / r["wall_s"]),
                 "csv_mb_per_s": round(csv_mb / r["wall_s"], 1),
-                "peak_rss_mb": round(r["peak_rss_mb"]),
+                "peak_pss_mb": round(r["peak_mb"]),
                 "bytes_per_drawing": round(r["store_bytes"] / r["stored"], 1),
                 "bytes_per_drawing_unique": round(unique[name], 1),
             }.items()

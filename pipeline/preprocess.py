@@ -7,10 +7,10 @@ Outputs: data/processed/drawings.zarr (train/, val/, test/; see pipeline/store.p
 Run:     python -m pipeline.preprocess [--params configs/params.yaml]   (or `dvc repro preprocess`)
 
 How it scales (49M drawings, 23 GB of CSV, bounded memory):
-- Pass 1, worker processes, one class file each, read in chunks of `CHUNK_ROWS` rows: check the
-  fields, parse the drawings (`pipeline.drawing`, vectorised), apply `recognized_only`,
-  `max_per_class` (the first accepted rows in file order; reading stops there) and `max_points`,
-  and append the accepted drawings, in file order, to a zstd-compressed temporary run per class.
+- Pass 1, worker processes, one class file each, read in 4 MiB blocks (`pipeline.rows`): compiled
+  kernels split the CSV and parse every drawing in one pass; `recognized_only`, `max_per_class`
+  (the first accepted rows in file order; reading stops there) and `max_points` apply; the
+  accepted drawings are appended, in file order, to a zstd-compressed temporary run per class.
   The class's validation drawings are its `val_per_class` (at most half the class) drawings with
   the smallest splitmix64 hash of (key_id, seed): deterministic, balanced, independent of order.
 - Pass 2, main process: a streaming merge of the runs. Train drawing j of class c (n_c drawings)
@@ -39,39 +39,40 @@ import multiprocessing
 import shutil
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 import numpy as np
 from numcodecs import Zstd
 from tqdm import tqdm
 
 from pipeline.config import PreprocessConfig, load_section, to_dict
-from pipeline.drawing import REASONS, UNPARSEABLE, ParsedDrawings, cap_points, parse_drawings
+from pipeline.drawing import REASONS, cap_points
 from pipeline.errors import PipelineError
 from pipeline.paths import (
     METRICS_DIR,
     PROCESSED_DIR,
     RAW_DIR,
 )
+from pipeline.rows import (
+    REASON_NAMES,
+    TEST_COLUMNS,
+    TEST_REQUIRED,
+    TRAIN_COLUMNS,
+    TRAIN_REQUIRED,
+    read_rows,
+)
 from pipeline.store import Drawings, SplitWriter, create_store
 from pipeline.utils import atomic_dir, entrypoint, n_workers, write_json
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 METRICS_PATH = METRICS_DIR / "preprocess.json"
-CHUNK_ROWS = 2048  # rows per read chunk and per temporary run record
-PARSE_BATCH = 1024  # drawings per parser call: small enough for the CPU cache
-TRAIN_COLUMNS = ("countrycode", "drawing", "key_id", "recognized", "word")
-TEST_COLUMNS = ("key_id", "countrycode", "drawing")
 FIELD_REASONS = ("missing_field", "word_mismatch", "bad_key_id")
 ALL_REASONS = FIELD_REASONS + REASONS[1:]
-_RECOGNIZED = {b"True": 1, b"true": 1, b"1": 1, b"False": 0, b"false": 0, b"0": 0}
-_MISSING, _WORD, _KEY = 101, 102, 103  # field-level reason codes (parser codes are < 100)
-_REASON_NAME = {_MISSING: "missing_field", _WORD: "word_mismatch", _KEY: "bad_key_id"}
-_REASON_NAME.update({i: r for i, r in enumerate(REASONS) if i})
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,17 @@ def run(
             ClassTask(c, classes[c], files[c], runs_dir / f"{c}.run", runs_dir / f"{c}.rej", cfg)
             for c in range(len(classes))
         ]
-        results = _pass1(tasks, n_workers(cfg.workers), progress)
+        root = create_store(tmp / "drawings.zarr", classes, {"params": to_dict(cfg)})
+        test_labels = _read_solution(raw_dir / "test_solution.csv", classes)
+        test_rejects = runs_dir / "test.rej"
+
+        def write_test() -> dict[str, Any]:
+            with open(test_rejects, "w", newline="") as f:
+                rejects = csv.writer(f, lineterminator="\n")
+                return _write_test(root, test_csv, test_labels, cfg, rejects)
+
+        # The test split is written here while the pass-1 workers start up.
+        results, test_stats = _pass1(tasks, n_workers(cfg.workers), progress, write_test)
         t_pass1 = time.perf_counter() - t0
         empty = [classes[r.label] for r in results if r.n_kept == 0]
         if empty:
@@ -148,26 +159,16 @@ def run(
                 short_val[0],
             )
         n_train = np.array([r.n_kept for r in results]) - n_val
-        test_labels = _read_solution(raw_dir / "test_solution.csv", classes)
-        root = create_store(
-            tmp / "drawings.zarr",
-            classes,
-            {
-                "counts": {
-                    "train": dict(zip(classes, n_train.tolist(), strict=True)),
-                    "val": dict(zip(classes, n_val.tolist(), strict=True)),
-                },
-                "params": to_dict(cfg),
-            },
-        )
+        root.attrs["counts"] = {
+            "train": dict(zip(classes, n_train.tolist(), strict=True)),
+            "val": dict(zip(classes, n_val.tolist(), strict=True)),
+            "test": test_stats["rows"],
+        }
         with open(tmp / "rejects.csv", "w", newline="") as rejects:
             rejects.write("file,line,key_id,reason\n")
-            for t in tasks:
-                with open(t.rejects_path) as f:
+            for path in [t.rejects_path for t in tasks] + [test_rejects]:
+                with open(path) as f:
                     shutil.copyfileobj(f, rejects)
-            writer = csv.writer(rejects, lineterminator="\n")
-            test_stats = _write_test(root, test_csv, test_labels, cfg, writer)
-        root.attrs["counts"] = {**root.attrs["counts"], "test": test_stats["rows"]}
         _merge(root, "train", tasks, results, n_train, cfg.block_size, val=False, progress=progress)
         _merge(root, "val", tasks, results, n_val, cfg.block_size, val=True, progress=progress)
         shutil.rmtree(runs_dir)
@@ -224,25 +225,31 @@ def _check_params(cfg: PreprocessConfig) -> None:
 # ----------------------------------------------------------------------------- pass 1: per class
 
 
-def _pass1(tasks: list[ClassTask], workers: int, progress: bool) -> list[ClassResult]:
+def _pass1(
+    tasks: list[ClassTask], workers: int, progress: bool, meanwhile: Callable[[], T]
+) -> tuple[list[ClassResult], T]:
+    """Every class task on `workers` processes; `meanwhile()` runs here while they start."""
     total = sum(t.csv_path.stat().st_size for t in tasks)
     bar = tqdm(total=total, unit="B", unit_scale=True, desc="pass 1: parse", disable=not progress)
     results: list[ClassResult] = []
     # Largest files first, so the last worker does not start a big file alone at the end.
     order = sorted(tasks, key=lambda t: -t.csv_path.stat().st_size)
     if workers <= 1 or len(tasks) == 1:
-        done: Iterator[ClassResult] = map(process_class, order)
-        for result in done:
+        side = meanwhile()
+        for result in map(process_class, order):
             results.append(result)
             bar.update(tasks[result.label].csv_path.stat().st_size)
     else:
         ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload([__name__])  # workers fork with numba and zarr imported
         with ctx.Pool(min(workers, len(tasks))) as pool:
-            for result in pool.imap_unordered(process_class, order):
+            done = pool.imap_unordered(process_class, order)
+            side = meanwhile()
+            for result in done:
                 results.append(result)
                 bar.update(tasks[result.label].csv_path.stat().st_size)
     bar.close()
-    return sorted(results, key=lambda r: r.label)
+    return sorted(results, key=lambda r: r.label), side
 
 
 def process_class(task: ClassTask) -> ClassResult:
@@ -252,37 +259,34 @@ def process_class(task: ClassTask) -> ClassResult:
     rejected = dict.fromkeys(ALL_REASONS, 0)
     key_ids: list[np.ndarray] = []
     cap = cfg.max_per_class or None
+    rows = read_rows(task.csv_path, TRAIN_COLUMNS, task.word, TRAIN_REQUIRED)
     with RunWriter(task.run_path) as run, open(task.rejects_path, "w", newline="") as rej:
         rejects = csv.writer(rej, lineterminator="\n")
-        for lines, cols, short, extra in read_csv_chunks(task.csv_path, TRAIN_COLUMNS):
-            batch = _check_train_rows(cols, short, extra, task.word)
-            keep = batch.reason == 0
+        for block in rows:
+            keep = block.reason == 0
             unrecognised = np.zeros_like(keep)
             if cfg.recognized_only:
-                unrecognised = keep & (batch.recognized == 0)
+                unrecognised = keep & (block.recognized == 0)
             keep &= ~unrecognised
             idx = np.flatnonzero(keep)
-            n_read = len(lines)
+            n_read = len(block)
             if cap is not None and result.n_kept + len(idx) >= cap:
                 idx = idx[: cap - result.n_kept]
                 n_read = int(idx[-1]) + 1 if len(idx) else 0  # the cap is met here: stop reading
             result.n_rows += n_read
             result.not_recognized += int(unrecognised[:n_read].sum())
-            for i in np.flatnonzero(batch.reason[:n_read] != 0).tolist():
-                reason = _REASON_NAME[int(batch.reason[i])]
+            for i in np.flatnonzero(block.reason[:n_read]).tolist():
+                reason = REASON_NAMES[int(block.reason[i])]
                 rejected[reason] += 1
-                key = cols["key_id"][i].decode("utf-8", "replace")
-                rejects.writerow([task.csv_path.name, lines[i], key, reason])
-            if len(idx) < len(keep):
-                drawings = batch.drawings.take(idx)
-                country, recognized = batch.country[idx], batch.recognized[idx]
-            else:  # the usual case: every row kept, no copy
-                drawings, country, recognized = batch.drawings, batch.country, batch.recognized
+                rejects.writerow([task.csv_path.name, block.lines[i], block.key_text[i], reason])
+            drawings, country, recognized = block.drawings, block.country, block.recognized
+            if len(idx) < len(block):
+                drawings, country, recognized = drawings.take(idx), country[idx], recognized[idx]
             points, offsets, n_capped = cap_points(
                 drawings.points, drawings.offsets, cfg.max_points
             )
             result.capped += n_capped
-            result.normalised += batch.normalised
+            result.normalised += block.normalised
             run.write(points, offsets, drawings.key_ids, country, recognized)
             key_ids.append(drawings.key_ids)
             result.n_kept += len(idx)
@@ -292,173 +296,6 @@ def process_class(task: ClassTask) -> ClassResult:
     all_keys = np.concatenate(key_ids) if key_ids else np.zeros(0, np.int64)
     result.val_index = choose_val(all_keys, min(cfg.val_per_class, len(all_keys) // 2), cfg.seed)
     return result
-
-
-@dataclass
-class _RowBatch:
-    reason: np.ndarray  # (N,) int: 0 ok, a parser code, or a field-level code
-    drawings: Drawings  # every row; rejected rows have no points
-    country: np.ndarray  # (N,) uint16
-    recognized: np.ndarray  # (N,) int8
-    normalised: int
-
-
-def _check_train_rows(
-    cols: dict[str, tuple[bytes, ...]], short: list[int], extra: list[int], word: str
-) -> _RowBatch:
-    """Field checks and drawing parsing for one chunk of train rows. Reason precedence:
-    unparseable (extra fields), missing_field, word_mismatch, bad_key_id, then the drawing's."""
-    drawing, key, words = cols["drawing"], cols["key_id"], cols["word"]
-    n = len(drawing)
-    parsed = _parse_in_batches(drawing)
-    reason = parsed.reasons.astype(np.int32)
-    keys, key_bad = parse_key_ids(key)
-    reason[key_bad] = _KEY
-    word_bytes = word.encode("utf-8")
-    reason[[i for i, w in enumerate(words) if w != word_bytes]] = _WORD
-    recog = np.fromiter((_RECOGNIZED.get(r, -9) for r in cols["recognized"]), np.int8, n)
-    missing = np.fromiter(
-        (not (d and k and w) for d, k, w in zip(drawing, key, words, strict=True)), bool, n
-    )
-    missing |= recog == -9
-    missing[short] = True
-    reason[missing] = _MISSING
-    reason[extra] = UNPARSEABLE
-    drawings = Drawings(parsed.points, parsed.offsets, np.zeros(n, np.int16), keys)
-    country = pack_country_bytes(cols["countrycode"])
-    return _RowBatch(reason, drawings, country, recog, parsed.n_normalised)
-
-
-def _parse_in_batches(strings: tuple[bytes, ...]) -> ParsedDrawings:
-    """`parse_drawings` in cache-sized batches, joined."""
-    parts = [
-        parse_drawings(strings[i : i + PARSE_BATCH]) for i in range(0, len(strings), PARSE_BATCH)
-    ]
-    if len(parts) == 1:
-        return parts[0]
-    joined = Drawings.concat(
-        [
-            Drawings(p.points, p.offsets, np.zeros(len(p), np.int16), np.zeros(len(p), np.int64))
-            for p in parts
-        ]
-    )
-    reasons = np.concatenate([p.reasons for p in parts])
-    return ParsedDrawings(
-        joined.points, joined.offsets, reasons, sum(p.n_normalised for p in parts)
-    )
-
-
-def parse_key_ids(keys: tuple[bytes, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """Strict: ASCII digits only, a value below 2**63. Returns (key_ids, -1 where bad; bad mask)."""
-    n = len(keys)
-    if b"".join(keys).isdigit() and all(0 < len(k) <= 18 for k in keys):
-        return np.array(keys, dtype="S18").astype(np.int64), np.zeros(n, np.bool_)
-    out = np.full(n, -1, np.int64)
-    bad = np.ones(n, np.bool_)
-    for i, k in enumerate(keys):
-        if k.isdigit() and 0 < len(k) <= 19 and int(k) < 2**63:
-            out[i], bad[i] = int(k), False
-    return out, bad
-
-
-def pack_country_bytes(codes: tuple[bytes, ...]) -> np.ndarray:
-    """b"US" -> uint16, as `store.pack_country`; anything but two ASCII characters -> 0."""
-    n = len(codes)
-    if n == 0:
-        return np.zeros(0, np.uint16)
-    two = np.fromiter(map(len, codes), np.int64, n) == 2
-    b = np.array(codes, dtype="S2").view(np.uint8).reshape(n, 2).astype(np.uint16)
-    two &= (b > 0).all(axis=1) & (b < 128).all(axis=1)
-    return np.where(two, (b[:, 0] << 8) | b[:, 1], 0).astype(np.uint16)
-
-
-def read_csv_chunks(
-    path: Path, columns: tuple[str, ...], chunk_rows: int = CHUNK_ROWS
-) -> Iterator[tuple[list[int], dict[str, tuple[bytes, ...]], list[int], list[int]]]:
-    """Yield chunks of (line numbers, {column: bytes values}, short rows, rows with extra fields).
-
-    Streams the file in blocks; a UTF-8 BOM, CRLF line ends and blank lines are fine. Fast path: a
-    line with no quotes, or with one quoted field (how csv writers store a drawing), is split with
-    bytes.split. Any other line (escaped quotes, a field over several lines, stray quotes) goes to
-    the csv module. Short rows are padded with b"", long ones cut; both are reported by index.
-    """
-    with open(path, "rb") as f:
-        lines = _lines(f)
-        first = next(lines, None)
-        if first is None:
-            return
-        header = [h.strip() for h in next(csv.reader([first[1].decode("utf-8", "replace")]))]
-        missing = [c for c in columns if c not in header]
-        if missing:
-            raise PipelineError(
-                f"{path}: missing column(s) {', '.join(missing)}; expected {', '.join(columns)}"
-            )
-        width, pick = len(header), [header.index(c) for c in columns]
-        line_numbers: list[int] = []
-        rows: list[list[bytes]] = []
-        for line_no, line in lines:
-            parts = line.split(b'"')
-            if len(parts) == 1:
-                fields = line.split(b",")
-            elif len(parts) == 3 and parts[0][-1:] in (b",", b"") and parts[2][:1] in (b",", b""):
-                fields = [*parts[0].split(b",")[:-1], parts[1], *parts[2].split(b",")[1:]]
-            else:
-                if len(parts) % 2 == 0:  # an open quote: the field goes on over the next lines
-                    line = _rest_of_record(line, lines)
-                text = line.decode("utf-8", "replace")
-                fields = [v.encode("utf-8") for v in next(csv.reader([text]), [])]
-            line_numbers.append(line_no)
-            rows.append(fields)
-            if len(rows) == chunk_rows:
-                yield _columns(line_numbers, rows, width, pick, columns)
-                line_numbers, rows = [], []
-        if rows:
-            yield _columns(line_numbers, rows, width, pick, columns)
-
-
-def _lines(f: BinaryIO, block: int = 1 << 22) -> Iterator[tuple[int, bytes]]:
-    """(line number, line) for the non-blank lines of a binary file, without BOM or CR."""
-    carry, line_no, start = b"", 0, True
-    while data := f.read(block):
-        if start:
-            data, start = data.removeprefix(b"\xef\xbb\xbf"), False
-        pieces = (carry + data).split(b"\n")
-        carry = pieces.pop()
-        for piece in pieces:
-            line_no += 1
-            if piece.endswith(b"\r"):
-                piece = piece[:-1]
-            if piece:
-                yield line_no, piece
-    if carry.rstrip(b"\r"):
-        yield line_no + 1, carry.rstrip(b"\r")
-
-
-def _rest_of_record(line: bytes, lines: Iterator[tuple[int, bytes]]) -> bytes:
-    """Join the following lines on until the quotes balance (or the file ends)."""
-    parts, quotes = [line], line.count(b'"')
-    while quotes % 2:
-        nxt = next(lines, None)
-        if nxt is None:
-            break
-        parts.append(nxt[1])
-        quotes += nxt[1].count(b'"')
-    return b"\n".join(parts)
-
-
-def _columns(
-    line_numbers: list[int],
-    rows: list[list[bytes]],
-    width: int,
-    pick: list[int],
-    names: tuple[str, ...],
-) -> tuple[list[int], dict[str, tuple[bytes, ...]], list[int], list[int]]:
-    short = [i for i, r in enumerate(rows) if len(r) < width]
-    extra = [i for i, r in enumerate(rows) if len(r) > width]
-    for i in short + extra:
-        rows[i] = [*rows[i], *[b""] * width][:width]
-    cols = list(zip(*rows, strict=True))
-    return line_numbers, {name: cols[i] for name, i in zip(names, pick, strict=True)}, short, extra
 
 
 def splitmix64(x: np.ndarray) -> np.ndarray:
@@ -688,11 +525,12 @@ def _read_solution(path: Path, classes: list[str]) -> dict[int, int] | None:
     index = {c.replace(" ", "_"): i for i, c in enumerate(classes)}
     labels: dict[int, int] = {}
     unknown = 0
-    for _, cols, _, _ in read_csv_chunks(path, ("key_id", "word")):
-        for key, word in zip(cols["key_id"], cols["word"], strict=True):
-            if not key.isdigit():
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
+        for row in csv.DictReader(f):
+            key, word = (row.get("key_id") or "").strip(), row.get("word") or ""
+            if not (key.isascii() and key.isdigit()):
                 continue
-            label = index.get(word.decode("utf-8", "replace").replace(" ", "_"), -1)
+            label = index.get(word.replace(" ", "_"), -1)
             unknown += label < 0
             labels[int(key)] = label
     if unknown:
@@ -719,48 +557,26 @@ def _write_test(
         "normalised": 0,
         "reasons": dict.fromkeys(ALL_REASONS, 0),
     }
-    for lines, cols, short, extra in read_csv_chunks(test_csv, TEST_COLUMNS):
-        n = len(lines)
-        keys, drawing = cols["key_id"], cols["drawing"]
-        parsed = _parse_in_batches(drawing)
-        reason = parsed.reasons.astype(np.int32)
-        key_ids, key_bad = parse_key_ids(keys)
-        reason[key_bad] = _KEY
-        missing = np.fromiter((not d for d in drawing), bool, n)
-        missing[short] = True
-        reason[missing] = _MISSING
-        reason[extra] = UNPARSEABLE
-        valid = reason == 0
-        d = Drawings(parsed.points, parsed.offsets, np.zeros(n, np.int16), key_ids)
-        if not valid.all():  # unusable rows keep their place, with no points
-            d = _empty_where(d, ~valid)
+    for block in read_rows(test_csv, TEST_COLUMNS, required=TEST_REQUIRED):
+        d, valid = block.drawings, block.reason == 0  # unusable rows keep their place, empty
         points, offsets, n_capped = cap_points(d.points, d.offsets, cfg.max_points)
+        labels = np.full(len(block), -1, np.int16)
         if solution is not None:
-            labels = np.array([solution.get(k, -1) for k in key_ids.tolist()], np.int16)
-        else:
-            labels = np.full(n, -1, np.int16)
-        country = pack_country_bytes(cols["countrycode"])
-        writer.append(Drawings(points, offsets, labels, key_ids), country=country, valid=valid)
+            labels[:] = [solution.get(k, -1) for k in d.key_ids.tolist()]
+        writer.append(
+            Drawings(points, offsets, labels, d.key_ids), country=block.country, valid=valid
+        )
         for i in np.flatnonzero(~valid).tolist():
-            name = _REASON_NAME[int(reason[i])]
+            name = REASON_NAMES[int(block.reason[i])]
             stats["reasons"][name] += 1
-            rejects.writerow([test_csv.name, lines[i], keys[i].decode("utf-8", "replace"), name])
-        stats["rows"] += n
+            rejects.writerow([test_csv.name, block.lines[i], block.key_text[i], name])
+        stats["rows"] += len(block)
         stats["invalid"] += int((~valid).sum())
         stats["labelled"] += int((labels >= 0).sum())
         stats["capped"] += n_capped
-        stats["normalised"] += parsed.n_normalised
+        stats["normalised"] += block.normalised
     writer.close()
     return stats
-
-
-def _empty_where(d: Drawings, empty: np.ndarray) -> Drawings:
-    """The same rows, with no points where `empty`."""
-    lengths = np.where(empty, 0, d.lengths)
-    keep_points = np.repeat(~empty, d.lengths)
-    offsets = np.zeros(len(d) + 1, np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    return Drawings(d.points[keep_points], offsets, d.labels, d.key_ids)
 
 
 if __name__ == "__main__":

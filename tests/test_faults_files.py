@@ -130,6 +130,27 @@ def test_test_csv_with_bom_crlf_and_quoted_newline_keeps_every_row(tmp_path: Pat
     assert metrics["test/invalid_rows"] == 2
 
 
+def test_hostile_quoting_rejects_the_row_and_never_crashes(tmp_path: Path) -> None:
+    # Found by fuzzing the CSV reader: records that made the csv module raise.
+    text = lines(
+        TRAIN_HEADER,
+        *good_lines("cat", 10),
+        f'US,"{GOOD}",\r905,True,t,cat',  # line 12: a lone carriage return in an unquoted field
+        train_row(908),
+        f'US,5"{GOOD}"x,906,True,t,cat',  # quotes in the middle of a field
+        f'US,"{GOOD}"",907,True,t,cat',  # a doubled closing quote: open to the end of the file
+    )
+    test = lines("key_id,countrycode,drawing", f'1,US,"{GOOD}"', '2,US,"[[[1]]\r]",x', "3,US,5")
+    raw = raw_layout(tmp_path / "raw", {"cat": text}, test)
+    metrics, store, rejects = preprocess(raw, tmp_path)
+    assert {r["reason"] for r in rejects} <= {"unparseable", "missing_field", "bad_key_id"}
+    assert {int(r["line"]) for r in rejects if r["file"] == "cat.csv"} >= {12}  # the \r row
+    keys = np.concatenate([store.split(s).key_ids for s in ("train", "val")]).tolist()
+    assert set(range(100, 110)) | {908} <= set(keys)  # the good rows on either side survive
+    assert store.split("test").key_ids.tolist() == [1, 2, 3]  # no test row is ever dropped
+    assert metrics["rejected_rows"] >= 1
+
+
 def test_a_binary_file_posing_as_csv_is_one_clear_error(tmp_path: Path) -> None:
     garbage = bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8))
     raw = raw_layout(

@@ -34,7 +34,7 @@ def random_drawings(rng: np.random.Generator, n: int) -> Drawings:
 def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     # Tiny chunks and flushes so a small test crosses every boundary the writer handles.
     monkeypatch.setattr(store, "POINT_CHUNK", 64)
-    monkeypatch.setattr(store, "FLUSH_DRAWINGS", 16)
+    monkeypatch.setattr(store, "DRAWING_CHUNK", 16)  # two blocks of 8 per chunk
 
 
 def test_split_round_trip_across_chunks_and_appends(tmp_path: Path, small_chunks: None) -> None:
@@ -55,6 +55,7 @@ def test_split_round_trip_across_chunks_and_appends(tmp_path: Path, small_chunks
     np.testing.assert_array_equal(got.offsets, expected.offsets)
     np.testing.assert_array_equal(got.labels, expected.labels)
     np.testing.assert_array_equal(got.key_ids, expected.key_ids)
+    assert split.block_size == 8 and split.group["label"].chunks == (16,)
     assert split.n_blocks == -(-len(expected) // 8)
     blocks = Drawings.concat([split.block(b) for b in range(split.n_blocks)])
     np.testing.assert_array_equal(blocks.points, expected.points)
@@ -86,3 +87,11 @@ def test_opening_a_missing_or_foreign_store_says_what_to_do(tmp_path: Path) -> N
     root.attrs["format_version"] = 0
     with pytest.raises(PipelineError, match="format"):
         DrawingStore(tmp_path / "old.zarr")
+
+
+def test_take_refuses_an_index_out_of_range() -> None:
+    d = random_drawings(np.random.default_rng(2), 5)
+    assert len(d.take(np.array([], np.int64))) == 0
+    for bad in ([5], [-1], [0, 7]):
+        with pytest.raises(IndexError):
+            d.take(np.array(bad))

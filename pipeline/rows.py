@@ -1,0 +1,237 @@
+"""Kaggle CSV files -> blocks of checked rows with parsed drawings, streaming and fast.
+
+    for block in read_rows(path, TRAIN_COLUMNS, word="cat", required=TRAIN_REQUIRED):
+        block.reason    # (N,) 0 = usable, else a code; REASON_NAMES[code] names it
+        block.drawings  # Drawings of every row: points (none where rejected), key_ids (-1 if bad)
+
+A file is read in blocks of `BLOCK_BYTES`; the compiled kernels of `pipeline.scan` split each
+block into records and fields and parse every drawing. Two rare cases take the careful road:
+a record with odd quoting goes through Python's csv module (its fields are then checked by the
+same kernel), and a drawing the strict grammar refuses goes to `parse_drawing_exact`, which
+accepts it (stray whitespace, raw-format coordinates) or names the reason.
+
+A UTF-8 BOM, CRLF line ends, blank lines, quoted newlines and any column order are fine. A row
+with too few fields is `missing_field`, one with too many, or that not even the csv module can
+split, `unparseable`. Reason precedence, first
+wins: unparseable (extra fields), missing_field (a required field empty, or recognized not
+True/False), word_mismatch, bad_key_id, then the drawing's own (`pipeline.drawing.REASONS`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline import scan
+from pipeline.drawing import OK, REASONS, UNPARSEABLE, parse_drawing_exact, replace_rows
+from pipeline.errors import PipelineError
+from pipeline.store import Drawings
+
+BLOCK_BYTES = 1 << 22  # 4 MiB of CSV per block, about 8,000 simplified drawings
+TRAIN_COLUMNS = ("countrycode", "drawing", "key_id", "recognized", "word")
+TEST_COLUMNS = ("key_id", "countrycode", "drawing")
+TRAIN_REQUIRED = ("drawing", "key_id", "word", "recognized")  # empty (or invalid) -> missing
+TEST_REQUIRED = ("drawing",)  # a test row with a bad key_id is still answered (key_id -1)
+MISSING, WORD, KEY = 101, 102, 103  # field-level reason codes (the parser's are < 100)
+REASON_NAMES = {MISSING: "missing_field", WORD: "word_mismatch", KEY: "bad_key_id"}
+REASON_NAMES.update({code: name for code, name in enumerate(REASONS) if code != OK})
+UNSPLITTABLE = -1  # n_fields of a record the csv module cannot split either: unparseable
+_BOM = b"\xef\xbb\xbf"
+_NO_WORD = np.zeros(0, np.uint8)
+
+
+@dataclass
+class RowBlock:
+    """Consecutive data rows of one file, checked and parsed."""
+
+    lines: np.ndarray  # (N,) int64: the file line each row starts on (1 = the header)
+    reason: np.ndarray  # (N,) int32: 0 = usable, else a key of REASON_NAMES
+    drawings: Drawings  # (N,) labels 0; key_ids -1 where bad; no points where rejected
+    country: np.ndarray  # (N,) uint16: two ASCII letters packed, 0 if not
+    recognized: np.ndarray  # (N,) int8: 1, 0, or -9 where invalid or absent
+    key_text: dict[int, str]  # row -> its key_id text, for rejected rows (the rejects file)
+    normalised: int  # raw-format drawings rescaled to 0..255
+
+    def __len__(self) -> int:
+        return len(self.reason)
+
+
+def read_rows(
+    path: Path,
+    columns: tuple[str, ...],
+    word: str = "",
+    required: tuple[str, ...] = (),
+    block_bytes: int = BLOCK_BYTES,
+) -> Iterator[RowBlock]:
+    """Blocks of rows of a CSV whose header names (at least) `columns`; see the module doc."""
+    with open(path, "rb") as f:
+        data = f.read(block_bytes).removeprefix(_BOM)
+        header, data, line = _header(f, data, block_bytes)
+        if header is None:
+            return
+        missing = [c for c in columns if c not in header]
+        if missing:
+            raise PipelineError(
+                f"{path}: missing column(s) {', '.join(missing)}; expected {', '.join(columns)}"
+            )
+        reader = _BlockReader(header, columns, word.encode("utf-8"), required)
+        eof = False
+        while True:
+            if not eof:
+                more = f.read(block_bytes)
+                eof = not more
+                data += more
+            buf = np.frombuffer(data, np.uint8)
+            n, consumed, lines_seen, *spans = scan.scan_csv(buf, eof, len(header))
+            if n:
+                yield reader.block(buf, line, *spans)
+            line += lines_seen
+            data = data[consumed:]
+            if eof:
+                return
+
+
+def _header(f: io.BufferedReader, data: bytes, block_bytes: int) -> tuple:
+    """(header fields or None for an empty file, the bytes after it, the line after it)."""
+    line = 1
+    while True:
+        while b"\n" not in data:
+            more = f.read(block_bytes)
+            if not more:
+                break
+            data += more
+        head, sep, data = data.partition(b"\n")
+        head = head.rstrip(b"\r")
+        if head:
+            fields = next(csv.reader([head.decode("utf-8", "replace")]))
+            return [h.strip() for h in fields], data, line + 1
+        if not sep:
+            return None, b"", line
+        line += 1
+
+
+class _BlockReader:
+    def __init__(
+        self, header: list[str], columns: tuple[str, ...], word: bytes, required: tuple[str, ...]
+    ) -> None:
+        self.width = len(header)
+        index = {c: header.index(c) for c in columns}
+        self.draw_col = index.get("drawing", -1)
+        self.field_cols = np.array(
+            [index.get(c, -1) for c in ("key_id", "countrycode", "recognized", "word")], np.int64
+        )
+        self.required_cols = [index[c] for c in required]
+        self.recognized_required = "recognized" in required
+        self.word = np.frombuffer(word, np.uint8) if word else _NO_WORD
+
+    def block(
+        self,
+        buf: np.ndarray,
+        first_line: int,
+        start: np.ndarray,
+        end: np.ndarray,
+        line: np.ndarray,
+        n_fields: np.ndarray,
+        plain: np.ndarray,
+        fstart: np.ndarray,
+        fend: np.ndarray,
+    ) -> RowBlock:
+        if not plain.all():  # odd quoting: the csv module splits those records
+            buf, n_fields = self._reread(buf, start, end, n_fields, plain, fstart, fend)
+        key, recognized, word_ok, country = scan.parse_fields(
+            buf, fstart, fend, self.field_cols, self.word, scan.TRUE_WORDS, scan.FALSE_WORDS
+        )
+        reason = np.zeros(len(key), np.int32)
+        if self.field_cols[0] >= 0:
+            reason[key < 0] = KEY
+        reason[~word_ok] = WORD
+        missing = n_fields < self.width
+        for col in self.required_cols:
+            missing |= fend[:, col] <= fstart[:, col]
+        if self.recognized_required:
+            missing |= recognized == -9
+        reason[missing] = MISSING
+        reason[(n_fields > self.width) | (n_fields == UNSPLITTABLE)] = UNPARSEABLE
+
+        drawings, normalised = Drawings.empty(), 0
+        if self.draw_col >= 0:
+            drawings, normalised = self._drawings(buf, fstart, fend, reason, key)
+        rejected = np.flatnonzero(reason).tolist()
+        key_col = self.field_cols[0]
+        key_text = {
+            i: _printable(bytes(buf[fstart[i, key_col] : fend[i, key_col]]))
+            if key_col >= 0 and n_fields[i] > key_col
+            else ""
+            for i in rejected
+        }
+        return RowBlock(first_line + line, reason, drawings, country, recognized, key_text,
+                        normalised)  # fmt: skip
+
+    def _drawings(
+        self,
+        buf: np.ndarray,
+        fstart: np.ndarray,
+        fend: np.ndarray,
+        reason: np.ndarray,
+        key: np.ndarray,
+    ) -> tuple[Drawings, int]:
+        """Parse the drawing field of every row; rows already rejected get no points."""
+        starts = np.ascontiguousarray(fstart[:, self.draw_col])
+        ends = np.ascontiguousarray(fend[:, self.draw_col])
+        ends = np.where(reason == 0, ends, starts)  # rejected rows: an empty span, no points
+        accepted, points, offsets = scan.parse_drawings_at(buf, starts, ends)
+        exact = np.flatnonzero(~accepted & (reason == 0)).tolist()
+        normalised, fixed_rows, fixed_points = 0, [], []
+        for i in exact:  # the strict grammar refused these: json.loads decides
+            pts, code, was_raw = parse_drawing_exact(bytes(buf[starts[i] : ends[i]]))
+            reason[i] = code
+            if code == OK:
+                fixed_rows.append(i)
+                fixed_points.append(pts)
+                normalised += was_raw
+        if fixed_rows:
+            points, offsets = replace_rows(points, offsets, fixed_rows, fixed_points)
+        labels = np.zeros(len(key), np.int16)
+        return Drawings(points, offsets, labels, key), normalised
+
+    def _reread(
+        self,
+        buf: np.ndarray,
+        start: np.ndarray,
+        end: np.ndarray,
+        n_fields: np.ndarray,
+        plain: np.ndarray,
+        fstart: np.ndarray,
+        fend: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Split the records that are not plain with the csv module; their fields are appended
+        to the buffer and their spans (in place) point there."""
+        extra, size = [], len(buf)
+        n_fields = n_fields.copy()
+        for i in np.flatnonzero(~plain).tolist():
+            text = bytes(buf[start[i] : end[i]]).replace(b"\r\n", b"\n").decode("utf-8", "replace")
+            fstart[i], fend[i] = 0, 0
+            try:
+                fields = [v.encode("utf-8") for v in next(csv.reader(io.StringIO(text)), [])]
+            except csv.Error:  # e.g. a lone carriage return inside an unquoted field
+                n_fields[i] = UNSPLITTABLE
+                continue
+            n_fields[i] = len(fields)
+            for f, value in enumerate(fields[: self.width]):
+                fstart[i, f] = size
+                fend[i, f] = size + len(value)
+                extra.append(value)
+                size += len(value)
+        joined = np.frombuffer(buf.tobytes() + b"".join(extra), np.uint8)
+        return joined, n_fields
+
+
+def _printable(raw: bytes) -> str:
+    """A field as text for the rejects file, control characters escaped: one row, one line."""
+    text = raw.decode("utf-8", "replace")
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

@@ -1,0 +1,266 @@
+"""Compiled (numba) scanners for the preprocess hot path: CSV records, fields and drawing strings.
+
+Three kernels, each one pass over a byte buffer, no Python per row or per point:
+
+- `scan_csv(buf, final, width)` splits a block of CSV text into records and the byte spans of
+  their first `width` fields. A record ends at a newline outside quotes (a quote toggles, as the
+  csv module's line joining does). A record is *plain* when every field is unquoted or quoted
+  whole (`"..."`, no other quote inside) and no newline sits inside quotes; anything else is
+  flagged for Python's csv module, which is the reference for odd quoting.
+- `parse_fields(buf, fstart, fend, cols, ...)` reads the scalar fields of many records: key_id
+  (ASCII digits, < 2**63), recognized (True/False/true/false/1/0), word (equal to the class),
+  country (two ASCII letters).
+- `parse_drawings_at(buf, starts, ends)` parses many drawings with the strict grammar below,
+  writing their points straight into one `(P, 3) uint8` array of x, y, pen.
+
+The strict drawing grammar is what Kaggle and Google write: `[` stroke (`,` stroke)* `]`, a stroke
+`[` list `,` list `]` with equal-length x and y lists, a list `[` n (`,` n)* `]`, n an integer
+0..255 with no leading zero, and a separator `,` optionally followed by one space. A drawing the
+grammar refuses is not rejected here: `pipeline.drawing.parse_drawing_exact` (json.loads) decides,
+so this path can only be stricter than the exact one, never looser.
+
+Compiled on first use and cached next to this file (`__pycache__`), so later runs start at once.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+_QUOTE, _COMMA, _NEWLINE, _CR, _SPACE, _OPEN, _CLOSE, _ZERO = 34, 44, 10, 13, 32, 91, 93, 48
+_KEY_MAX = np.uint64(2**63 - 1)
+_TRUE = (b"True", b"true", b"1")
+_FALSE = (b"False", b"false", b"0")
+
+
+@nb.njit(cache=True, nogil=True)
+def scan_csv(buf: np.ndarray, final: bool, width: int) -> tuple:
+    """Records of `buf`: (n, consumed, lines_seen, start, end, line, n_fields, plain, fstart, fend).
+
+    `start`/`end` are each record's bytes (no line end), `line` its first line (0-based, blank
+    lines counted but not returned), `fstart`/`fend` the spans of its first `width` fields (quotes
+    of a whole-quoted field excluded). Without `final`, a record still open at the end of `buf` is
+    left out and `consumed` says where it starts, so the caller carries it into the next block.
+    """
+    size = len(buf)
+    cap = 1
+    for i in range(size):
+        cap += buf[i] == _NEWLINE
+    start = np.empty(cap, np.int64)
+    end = np.empty(cap, np.int64)
+    line = np.empty(cap, np.int64)
+    n_fields = np.zeros(cap, np.int32)
+    plain = np.ones(cap, np.bool_)
+    fstart = np.zeros((cap, width), np.int64)
+    fend = np.zeros((cap, width), np.int64)
+    n, lines, i, consumed = 0, 0, 0, 0
+    while i < size:
+        j, in_quotes, inner_newlines = i, False, 0
+        while j < size:
+            c = buf[j]
+            if c == _QUOTE:
+                in_quotes = not in_quotes
+            elif c == _NEWLINE:
+                if not in_quotes:
+                    break
+                inner_newlines += 1
+            j += 1
+        if j == size and not final:
+            break  # the record may go on in the next block
+        stop = j
+        if stop > i and buf[stop - 1] == _CR:
+            stop -= 1
+        if stop > i:  # a blank line is no record
+            start[n], end[n], line[n] = i, stop, lines
+            plain[n] = inner_newlines == 0
+            f, field_start, quotes = 0, i, 0
+            for k in range(i, stop + 1):
+                c = buf[k] if k < stop else _COMMA  # a sentinel comma closes the last field
+                if c == _QUOTE:
+                    quotes += 1
+                    continue
+                if c != _COMMA or (quotes % 2 == 1 and k < stop):
+                    continue
+                a, b = field_start, k
+                if quotes:
+                    if quotes == 2 and b - a >= 2 and buf[a] == _QUOTE and buf[b - 1] == _QUOTE:
+                        a, b = a + 1, b - 1
+                    else:
+                        plain[n] = False
+                if f < width:
+                    fstart[n, f], fend[n, f] = a, b
+                f += 1
+                field_start, quotes = k + 1, 0
+            n_fields[n] = f
+            n += 1
+        lines += 1 + inner_newlines
+        i = j + 1
+        consumed = min(i, size)
+    return (n, consumed, lines, start[:n], end[:n], line[:n], n_fields[:n], plain[:n],
+            fstart[:n], fend[:n])  # fmt: skip
+
+
+@nb.njit(cache=True, nogil=True)
+def _number_list(
+    buf: np.ndarray, i: int, end: int, points: np.ndarray, p: int, col: int
+) -> tuple[int, int]:
+    """`[n, n, ...]` at buf[i] into points[p:, col]: (count, index after `]`); -1: refused."""
+    if i >= end or buf[i] != _OPEN:
+        return -1, i
+    i += 1
+    k = 0
+    while True:
+        if i >= end:
+            return -1, i
+        value = np.int32(buf[i]) - _ZERO
+        if value < 0 or value > 9:
+            return -1, i
+        i += 1
+        if value > 0:  # up to two more digits; a leading zero takes none
+            for _ in range(2):
+                if i < end and _ZERO <= buf[i] <= _ZERO + 9:
+                    value = value * 10 + np.int32(buf[i]) - _ZERO
+                    i += 1
+        if value > 255 or (i < end and _ZERO <= buf[i] <= _ZERO + 9) or p + k >= len(points):
+            return -1, i
+        points[p + k, col] = value
+        k += 1
+        if i >= end:
+            return -1, i
+        if buf[i] == _CLOSE:
+            return k, i + 1
+        if buf[i] != _COMMA:
+            return -1, i
+        i += 1
+        if i < end and buf[i] == _SPACE:
+            i += 1
+
+
+@nb.njit(cache=True, nogil=True)
+def parse_drawing(buf: np.ndarray, i: int, end: int, points: np.ndarray, p: int) -> int:
+    """The strict grammar over buf[i:end], points written from row p: their count, or -1."""
+    if end - i < 10 or buf[i] != _OPEN:
+        return -1
+    i += 1
+    n = 0
+    while True:
+        if i >= end or buf[i] != _OPEN:
+            return -1
+        kx, i = _number_list(buf, i + 1, end, points, p + n, 0)
+        if kx < 0 or i >= end or buf[i] != _COMMA:
+            return -1
+        i += 1
+        if i < end and buf[i] == _SPACE:
+            i += 1
+        ky, i = _number_list(buf, i, end, points, p + n, 1)
+        if ky != kx or i >= end or buf[i] != _CLOSE:
+            return -1
+        i += 1
+        for k in range(kx):
+            points[p + n + k, 2] = 0
+        points[p + n + kx - 1, 2] = 1
+        n += kx
+        if i >= end:
+            return -1
+        if buf[i] == _CLOSE:
+            return n if i + 1 == end else -1
+        if buf[i] != _COMMA:
+            return -1
+        i += 1
+        if i < end and buf[i] == _SPACE:
+            i += 1
+
+
+@nb.njit(cache=True, nogil=True)
+def _equals(buf: np.ndarray, a: int, b: int, word: np.ndarray) -> bool:
+    if b - a != len(word):
+        return False
+    for k in range(len(word)):  # noqa: SIM110 (numba compiles loops, not generator expressions)
+        if buf[a + k] != word[k]:
+            return False
+    return True
+
+
+@nb.njit(cache=True, nogil=True)
+def _key_id(buf: np.ndarray, a: int, b: int) -> int:
+    """ASCII digits below 2**63 (leading zeros allowed, as int() does), else -1."""
+    if b <= a or b - a > 19:
+        return -1
+    value = np.uint64(0)
+    for k in range(a, b):
+        d = np.int32(buf[k]) - _ZERO
+        if d < 0 or d > 9:
+            return -1
+        if value > (_KEY_MAX - np.uint64(d)) // np.uint64(10):
+            return -1
+        value = value * np.uint64(10) + np.uint64(d)
+    return np.int64(value)
+
+
+@nb.njit(cache=True, nogil=True)
+def parse_fields(
+    buf: np.ndarray,
+    fstart: np.ndarray,
+    fend: np.ndarray,
+    cols: np.ndarray,
+    word: np.ndarray,
+    true_words: tuple,
+    false_words: tuple,
+) -> tuple:
+    """Scalar fields of N records whose fields are the spans `fstart`/`fend` (N, width).
+
+    `cols` gives the field index of key_id, countrycode, recognized and word (-1: absent).
+    Returns key_id (-1 where bad), recognized (1, 0, or -9 where invalid), word_ok, and country
+    (two ASCII letters packed, else 0).
+    """
+    n = fstart.shape[0]
+    c_key, c_country, c_recog, c_word = cols[0], cols[1], cols[2], cols[3]
+    key = np.full(n, -1, np.int64)
+    recognized = np.full(n, -9, np.int8)
+    word_ok = np.ones(n, np.bool_)
+    country = np.zeros(n, np.uint16)
+    for r in range(n):
+        if c_key >= 0:
+            key[r] = _key_id(buf, fstart[r, c_key], fend[r, c_key])
+        if c_recog >= 0:
+            a, b = fstart[r, c_recog], fend[r, c_recog]
+            for t in true_words:
+                if _equals(buf, a, b, t):
+                    recognized[r] = 1
+            for f in false_words:
+                if _equals(buf, a, b, f):
+                    recognized[r] = 0
+        if c_word >= 0:
+            word_ok[r] = _equals(buf, fstart[r, c_word], fend[r, c_word], word)
+        if c_country >= 0:
+            a, b = fstart[r, c_country], fend[r, c_country]
+            if b - a == 2 and 0 < buf[a] < 128 and 0 < buf[a + 1] < 128:
+                country[r] = (np.uint16(buf[a]) << 8) | np.uint16(buf[a + 1])
+    return key, recognized, word_ok, country
+
+
+@nb.njit(cache=True, nogil=True)
+def parse_drawings_at(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple:
+    """Drawings buf[starts[i]:ends[i]] by the strict grammar: (accepted (N,), points, offsets).
+
+    Refused drawings get no points; `pipeline.drawing` gives them to the exact parser.
+    """
+    n = len(starts)
+    capacity = 1
+    for r in range(n):  # a point takes at least 4 bytes of text ("0,0," in x and y)
+        capacity += max(ends[r] - starts[r], 0) // 4
+    points = np.empty((capacity, 3), np.uint8)
+    offsets = np.zeros(n + 1, np.int64)
+    accepted = np.zeros(n, np.bool_)
+    p = 0
+    for r in range(n):
+        k = parse_drawing(buf, starts[r], ends[r], points, p)
+        if k > 0:
+            accepted[r] = True
+            p += k
+        offsets[r + 1] = p
+    return accepted, points[:p], offsets
+
+
+TRUE_WORDS = tuple(np.frombuffer(w, np.uint8) for w in _TRUE)
+FALSE_WORDS = tuple(np.frombuffer(w, np.uint8) for w in _FALSE)
