@@ -94,7 +94,14 @@ def run(
             stats = convert_ndjson(_source_dir(cfg), out_dir, cfg.test_fraction, cfg.seed)
         else:
             stats = install_kaggle(fetched, out_dir)
-    metrics = {"source": cfg.source, **stats, "time_s": round(time.perf_counter() - start, 2)}
+    elapsed = time.perf_counter() - start
+    rows = stats["train/rows"] + stats["test/rows"]
+    metrics = {
+        "source": cfg.source,
+        **stats,
+        "time_s": round(elapsed, 2),
+        "drawings_per_s": round(rows / max(elapsed, 1e-9), 1),
+    }
     write_json(metrics_path, metrics)
     log.info(
         "download (%s): %s train files, %s train rows, %s test rows",

@@ -75,13 +75,14 @@ def parse_drawings(strings: Sequence[str | bytes]) -> ParsedDrawings:
             np.zeros((0, 3), np.uint8), np.zeros(1, np.int64), np.zeros(0, np.uint8)
         )
     lengths = np.fromiter(map(len, strings), np.int64, n)
-    if isinstance(strings[0], bytes):
-        blob = b"".join(strings)  # type: ignore[arg-type]
-    else:
-        # latin-1 keeps one byte per character (others become '?', which the fast path refuses),
-        # so byte positions are character positions.
-        blob = "".join(strings).encode("latin-1", errors="replace")  # type: ignore[arg-type]
-    if len(blob) != int(lengths.sum()):  # a bytes/str mix
+    try:
+        if isinstance(strings[0], bytes):
+            blob = b"".join(strings)  # type: ignore[arg-type]
+        else:
+            # latin-1 keeps one byte per character (others become '?', which the fast path
+            # refuses), so byte positions are character positions.
+            blob = "".join(strings).encode("latin-1", errors="replace")  # type: ignore[arg-type]
+    except TypeError:  # a mix of bytes and str
         return _parse_exact_all(strings)
     starts = np.zeros(n, np.int64)
     np.cumsum(lengths[:-1], out=starts[1:])

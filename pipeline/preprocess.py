@@ -241,7 +241,8 @@ def _pass1(
             bar.update(tasks[result.label].csv_path.stat().st_size)
     else:
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload([__name__])  # workers fork with numba and zarr imported
+        # Workers fork from a server that imported this module (numba, zarr) once.
+        ctx.set_forkserver_preload(["pipeline.preprocess"])
         with ctx.Pool(min(workers, len(tasks))) as pool:
             done = pool.imap_unordered(process_class, order)
             side = meanwhile()
@@ -492,7 +493,6 @@ def _merge(
     val: bool,
     progress: bool,
 ) -> None:
-    writer = SplitWriter(root, split, block_size)
     total = int(counts.sum())
     cursors = [RunCursor(t.run_path, r.val_index, val) for t, r in zip(tasks, results, strict=True)]
     n_windows = max(1, -(-total // (4 * block_size)))
@@ -500,18 +500,18 @@ def _merge(
     bar = tqdm(
         total=total, unit="drawing", unit_scale=True, desc=f"pass 2: {split}", disable=not progress
     )
-    for take in interleave_windows(counts, n_windows):
-        parts = [cursors[c].take(int(m)) for c, m in enumerate(take) if m]
-        if not parts:
-            continue
-        labels = np.repeat(np.arange(len(take)), take).astype(np.int16)
-        rec = _concat_records(parts)
-        order = interleave_order(first, take, counts)
-        d = Drawings(rec.points, rec.offsets, labels, rec.key_ids).take(order)
-        writer.append(d, country=rec.country[order], recognized=rec.recognized[order])
-        first += take
-        bar.update(len(order))
-    writer.close()
+    with SplitWriter(root, split, block_size) as writer:
+        for take in interleave_windows(counts, n_windows):
+            parts = [cursors[c].take(int(m)) for c, m in enumerate(take) if m]
+            if not parts:
+                continue
+            labels = np.repeat(np.arange(len(take)), take).astype(np.int16)
+            rec = _concat_records(parts)
+            order = interleave_order(first, take, counts)
+            d = Drawings(rec.points, rec.offsets, labels, rec.key_ids).take(order)
+            writer.append(d, country=rec.country[order], recognized=rec.recognized[order])
+            first += take
+            bar.update(len(order))
     bar.close()
 
 
@@ -526,7 +526,11 @@ def _read_solution(path: Path, classes: list[str]) -> dict[int, int] | None:
     labels: dict[int, int] = {}
     unknown = 0
     with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
-        for row in csv.DictReader(f):
+        reader = csv.DictReader(f)
+        reader.fieldnames = [name.strip() for name in reader.fieldnames or []]
+        if not {"key_id", "word"} <= set(reader.fieldnames):
+            raise PipelineError(f"{path}: needs columns key_id,word; fix or remove the file")
+        for row in reader:
             key, word = (row.get("key_id") or "").strip(), row.get("word") or ""
             if not (key.isascii() and key.isdigit()):
                 continue
@@ -548,7 +552,6 @@ def _write_test(
     rejects: Any,
 ) -> dict[str, Any]:
     """Test rows in file order, none dropped; unusable ones stored empty with valid=False."""
-    writer = SplitWriter(root, "test", cfg.block_size)
     stats: dict[str, Any] = {
         "rows": 0,
         "invalid": 0,
@@ -557,25 +560,25 @@ def _write_test(
         "normalised": 0,
         "reasons": dict.fromkeys(ALL_REASONS, 0),
     }
-    for block in read_rows(test_csv, TEST_COLUMNS, required=TEST_REQUIRED):
-        d, valid = block.drawings, block.reason == 0  # unusable rows keep their place, empty
-        points, offsets, n_capped = cap_points(d.points, d.offsets, cfg.max_points)
-        labels = np.full(len(block), -1, np.int16)
-        if solution is not None:
-            labels[:] = [solution.get(k, -1) for k in d.key_ids.tolist()]
-        writer.append(
-            Drawings(points, offsets, labels, d.key_ids), country=block.country, valid=valid
-        )
-        for i in np.flatnonzero(~valid).tolist():
-            name = REASON_NAMES[int(block.reason[i])]
-            stats["reasons"][name] += 1
-            rejects.writerow([test_csv.name, block.lines[i], block.key_text[i], name])
-        stats["rows"] += len(block)
-        stats["invalid"] += int((~valid).sum())
-        stats["labelled"] += int((labels >= 0).sum())
-        stats["capped"] += n_capped
-        stats["normalised"] += block.normalised
-    writer.close()
+    with SplitWriter(root, "test", cfg.block_size) as writer:
+        for block in read_rows(test_csv, TEST_COLUMNS, required=TEST_REQUIRED):
+            d, valid = block.drawings, block.reason == 0  # unusable rows keep their place, empty
+            points, offsets, n_capped = cap_points(d.points, d.offsets, cfg.max_points)
+            labels = np.full(len(block), -1, np.int16)
+            if solution is not None:
+                labels[:] = [solution.get(k, -1) for k in d.key_ids.tolist()]
+            writer.append(
+                Drawings(points, offsets, labels, d.key_ids), country=block.country, valid=valid
+            )
+            for i in np.flatnonzero(~valid).tolist():
+                name = REASON_NAMES[int(block.reason[i])]
+                stats["reasons"][name] += 1
+                rejects.writerow([test_csv.name, block.lines[i], block.key_text[i], name])
+            stats["rows"] += len(block)
+            stats["invalid"] += int((~valid).sum())
+            stats["labelled"] += int((labels >= 0).sum())
+            stats["capped"] += n_capped
+            stats["normalised"] += block.normalised
     return stats
 
 

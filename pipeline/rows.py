@@ -33,6 +33,8 @@ from pipeline.errors import PipelineError
 from pipeline.store import Drawings
 
 BLOCK_BYTES = 1 << 22  # 4 MiB of CSV per block, about 8,000 simplified drawings
+MAX_RECORDS = 1 << 16  # records per kernel call: bounds its arrays whatever the lines look like
+MAX_HEADER_BYTES = 1 << 16
 TRAIN_COLUMNS = ("countrycode", "drawing", "key_id", "recognized", "word")
 TEST_COLUMNS = ("key_id", "countrycode", "drawing")
 TRAIN_REQUIRED = ("drawing", "key_id", "word", "recognized")  # empty (or invalid) -> missing
@@ -42,6 +44,7 @@ REASON_NAMES = {MISSING: "missing_field", WORD: "word_mismatch", KEY: "bad_key_i
 REASON_NAMES.update({code: name for code, name in enumerate(REASONS) if code != OK})
 UNSPLITTABLE = -1  # n_fields of a record the csv module cannot split either: unparseable
 _BOM = b"\xef\xbb\xbf"
+_NEWLINE = ord("\n")
 _NO_WORD = np.zeros(0, np.uint8)
 
 
@@ -60,6 +63,27 @@ class RowBlock:
     def __len__(self) -> int:
         return len(self.reason)
 
+    def slice(self, lo: int, hi: int) -> RowBlock:
+        """Rows lo..hi-1 (`normalised` is a count over the block: 0 here)."""
+        return RowBlock(
+            self.lines[lo:hi], self.reason[lo:hi], self.drawings.slice(lo, hi),
+            self.country[lo:hi], self.recognized[lo:hi],
+            {i - lo: k for i, k in self.key_text.items() if lo <= i < hi}, 0,
+        )  # fmt: skip
+
+    @staticmethod
+    def concat(parts: list[RowBlock]) -> RowBlock:
+        shifts = np.cumsum([0] + [len(p) for p in parts[:-1]]).tolist()
+        return RowBlock(
+            np.concatenate([p.lines for p in parts]),
+            np.concatenate([p.reason for p in parts]),
+            Drawings.concat([p.drawings for p in parts]),
+            np.concatenate([p.country for p in parts]),
+            np.concatenate([p.recognized for p in parts]),
+            {i + s: k for p, s in zip(parts, shifts, strict=True) for i, k in p.key_text.items()},
+            sum(p.normalised for p in parts),
+        )
+
 
 def read_rows(
     path: Path,
@@ -70,8 +94,7 @@ def read_rows(
 ) -> Iterator[RowBlock]:
     """Blocks of rows of a CSV whose header names (at least) `columns`; see the module doc."""
     with open(path, "rb") as f:
-        data = f.read(block_bytes).removeprefix(_BOM)
-        header, data, line = _header(f, data, block_bytes)
+        header, data, line = _header(path, f, block_bytes)
         if header is None:
             return
         missing = [c for c in columns if c not in header]
@@ -80,27 +103,34 @@ def read_rows(
                 f"{path}: missing column(s) {', '.join(missing)}; expected {', '.join(columns)}"
             )
         reader = _BlockReader(header, columns, word.encode("utf-8"), required)
-        eof = False
+        want, eof, read_more = block_bytes, False, True
         while True:
-            if not eof:
-                more = f.read(block_bytes)
+            if read_more and not eof:
+                more = f.read(want)
                 eof = not more
                 data += more
             buf = np.frombuffer(data, np.uint8)
-            n, consumed, lines_seen, *spans = scan.scan_csv(buf, eof, len(header))
+            n, consumed, lines_seen, *spans = scan.scan_csv(buf, eof, len(header), MAX_RECORDS)
             if n:
                 yield reader.block(buf, line, *spans)
             line += lines_seen
             data = data[consumed:]
-            if eof:
+            read_more = n < MAX_RECORDS  # else the data holds more records: scan on first
+            if read_more and eof:
                 return
+            # A record longer than the data read so far: read twice as much next time, so it
+            # is scanned O(log n) times, not once per block.
+            want = block_bytes if n else want * 2
 
 
-def _header(f: io.BufferedReader, data: bytes, block_bytes: int) -> tuple:
+def _header(path: Path, f: io.BufferedReader, block_bytes: int) -> tuple:
     """(header fields or None for an empty file, the bytes after it, the line after it)."""
-    line = 1
+    data, line = f.read(block_bytes), 1
+    while len(data) < len(_BOM) and (more := f.read(block_bytes)):
+        data += more
+    data = data.removeprefix(_BOM)
     while True:
-        while b"\n" not in data:
+        while b"\n" not in data and len(data) <= MAX_HEADER_BYTES:
             more = f.read(block_bytes)
             if not more:
                 break
@@ -108,7 +138,13 @@ def _header(f: io.BufferedReader, data: bytes, block_bytes: int) -> tuple:
         head, sep, data = data.partition(b"\n")
         head = head.rstrip(b"\r")
         if head:
-            fields = next(csv.reader([head.decode("utf-8", "replace")]))
+            try:
+                fields = next(csv.reader([head[:MAX_HEADER_BYTES].decode("utf-8", "replace")]))
+            except csv.Error as err:  # e.g. a file with old-Mac CR line ends: one endless line
+                raise PipelineError(
+                    f"{path}: cannot read the CSV header ({err}); save it as CSV with \\n or "
+                    "\\r\\n line ends"
+                ) from None
             return [h.strip() for h in fields], data, line + 1
         if not sep:
             return None, b"", line
@@ -137,12 +173,14 @@ class _BlockReader:
         end: np.ndarray,
         line: np.ndarray,
         n_fields: np.ndarray,
-        plain: np.ndarray,
+        status: np.ndarray,
         fstart: np.ndarray,
         fend: np.ndarray,
+        by_lines: bool = True,
     ) -> RowBlock:
-        if not plain.all():  # odd quoting: the csv module splits those records
-            buf, n_fields = self._reread(buf, start, end, n_fields, plain, fstart, fend)
+        if (status == scan.ODD).any():  # odd quoting: the csv module splits those records
+            buf, n_fields = self._reread(buf, start, end, n_fields, status, fstart, fend)
+        n_fields = np.where(status == scan.BROKEN, UNSPLITTABLE, n_fields)
         key, recognized, word_ok, country = scan.parse_fields(
             buf, fstart, fend, self.field_cols, self.word, scan.TRUE_WORDS, scan.FALSE_WORDS
         )
@@ -169,8 +207,29 @@ class _BlockReader:
             else ""
             for i in rejected
         }
-        return RowBlock(first_line + line, reason, drawings, country, recognized, key_text,
+        rows = RowBlock(first_line + line, reason, drawings, country, recognized, key_text,
                         normalised)  # fmt: skip
+        if not by_lines:
+            return rows
+        # A bad row over several lines is most likely a closing quote gone missing (the drawing
+        # fields of Kaggle files never hold a newline): its lines are read again as rows of
+        # their own, so the rows it swallowed come back and only the broken one is rejected.
+        swallowing = [
+            i
+            for i in np.flatnonzero((status == scan.ODD) & (reason != 0)).tolist()
+            if _NEWLINE in buf[start[i] : end[i]]
+        ]
+        if not swallowing:
+            return rows
+        parts, prev = [], 0
+        for i in swallowing:
+            lines = np.ascontiguousarray(buf[start[i] : end[i]])
+            _, _, _, *spans = scan.scan_csv(lines, True, self.width, MAX_RECORDS, False)
+            parts += [rows.slice(prev, i), self.block(lines, rows.lines[i], *spans, by_lines=False)]
+            prev = i + 1
+        joined = RowBlock.concat([*parts, rows.slice(prev, len(rows))])
+        joined.normalised += rows.normalised  # the sliced parts carry none; the split ones do
+        return joined
 
     def _drawings(
         self,
@@ -205,22 +264,25 @@ class _BlockReader:
         start: np.ndarray,
         end: np.ndarray,
         n_fields: np.ndarray,
-        plain: np.ndarray,
+        status: np.ndarray,
         fstart: np.ndarray,
         fend: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Split the records that are not plain with the csv module; their fields are appended
-        to the buffer and their spans (in place) point there."""
+        """Split the ODD records with the csv module; their fields are appended to the buffer
+        and their spans (in place) point there."""
         extra, size = [], len(buf)
         n_fields = n_fields.copy()
-        for i in np.flatnonzero(~plain).tolist():
+        for i in np.flatnonzero(status == scan.ODD).tolist():
             text = bytes(buf[start[i] : end[i]]).replace(b"\r\n", b"\n").decode("utf-8", "replace")
             fstart[i], fend[i] = 0, 0
             try:
-                fields = [v.encode("utf-8") for v in next(csv.reader(io.StringIO(text)), [])]
+                records = list(csv.reader(io.StringIO(text)))
             except csv.Error:  # e.g. a lone carriage return inside an unquoted field
+                records = []
+            if len(records) != 1:  # the kernel's record is not one csv record: refuse it whole
                 n_fields[i] = UNSPLITTABLE
                 continue
+            fields = [v.encode("utf-8") for v in records[0]]
             n_fields[i] = len(fields)
             for f, value in enumerate(fields[: self.width]):
                 fstart[i, f] = size

@@ -2,11 +2,10 @@
 
 Three kernels, each one pass over a byte buffer, no Python per row or per point:
 
-- `scan_csv(buf, final, width)` splits a block of CSV text into records and the byte spans of
-  their first `width` fields. A record ends at a newline outside quotes (a quote toggles, as the
-  csv module's line joining does). A record is *plain* when every field is unquoted or quoted
-  whole (`"..."`, no other quote inside) and no newline sits inside quotes; anything else is
-  flagged for Python's csv module, which is the reference for odd quoting.
+- `scan_csv(buf, final, width, max_records)` splits a block of CSV text into records and the
+  byte spans of their first `width` fields, following the csv module's quoting rules. A record
+  is *plain* when every field is unquoted or quoted whole (`"..."`, no quote inside); anything
+  else is flagged for Python's csv module, which is the reference for odd quoting.
 - `parse_fields(buf, fstart, fend, cols, ...)` reads the scalar fields of many records: key_id
   (ASCII digits, < 2**63), recognized (True/False/true/false/1/0), word (equal to the class),
   country (two ASCII letters).
@@ -33,70 +32,101 @@ _TRUE = (b"True", b"true", b"1")
 _FALSE = (b"False", b"false", b"0")
 
 
-@nb.njit(cache=True, nogil=True)
-def scan_csv(buf: np.ndarray, final: bool, width: int) -> tuple:
-    """Records of `buf`: (n, consumed, lines_seen, start, end, line, n_fields, plain, fstart, fend).
+PLAIN, ODD, BROKEN = 0, 1, 2  # record status from scan_csv
+MAX_QUOTED_LINES = 64  # an open quote running longer than this is a broken row, not a field
 
-    `start`/`end` are each record's bytes (no line end), `line` its first line (0-based, blank
-    lines counted but not returned), `fstart`/`fend` the spans of its first `width` fields (quotes
-    of a whole-quoted field excluded). Without `final`, a record still open at the end of `buf` is
-    left out and `consumed` says where it starts, so the caller carries it into the next block.
+
+@nb.njit(cache=True, nogil=True)
+def scan_csv(
+    buf: np.ndarray, final: bool, width: int, max_records: int, quoted_newlines: bool = True
+) -> tuple:
+    """Records of `buf` as the csv module splits them, in one pass.
+
+    Returns (n, consumed, lines_seen, start, end, line, n_fields, status, fstart, fend): each
+    record's bytes (no line end), its first line (0-based; blank lines are counted, not returned),
+    its field count, its status, and the spans of its first `width` fields (without the quotes of
+    a whole-quoted field). Like the csv module, a quote opens a quoted section only as the first
+    character of a field, `""` inside one is a quote, and newlines inside one belong to the field.
+    Status: PLAIN (every field unquoted or quoted whole), ODD (escaped quotes, text after a closing
+    quote, newlines in quotes, an open quote at the end: the csv module splits it), or BROKEN (a
+    quote still open after MAX_QUOTED_LINES lines: the record is its first line, unparseable, and
+    scanning resumes on the next line, so one stray quote cannot swallow the rows after it).
+    Stops after `max_records` records. Without `final`, a record still open at the end of `buf`
+    is left for the next call: `consumed` says where it starts. With `quoted_newlines` False,
+    every newline ends a record (a quote left open makes its record ODD).
     """
     size = len(buf)
-    cap = 1
-    for i in range(size):
-        cap += buf[i] == _NEWLINE
+    cap = min(max_records, size // 2 + 1)  # a record takes at least two bytes
     start = np.empty(cap, np.int64)
     end = np.empty(cap, np.int64)
     line = np.empty(cap, np.int64)
     n_fields = np.zeros(cap, np.int32)
-    plain = np.ones(cap, np.bool_)
+    status = np.zeros(cap, np.int8)
     fstart = np.zeros((cap, width), np.int64)
     fend = np.zeros((cap, width), np.int64)
     n, lines, i, consumed = 0, 0, 0, 0
-    while i < size:
-        j, in_quotes, inner_newlines = i, False, 0
-        while j < size:
-            c = buf[j]
-            if c == _QUOTE:
-                in_quotes = not in_quotes
-            elif c == _NEWLINE:
-                if not in_quotes:
+    while i < size and n < cap:
+        # state: 0 at a field's start, 1 unquoted, 2 inside quotes, 3 right after a closing quote
+        j, f, field, state, close = i, 0, i, 0, -1
+        record_status, inner, first_newline, done = PLAIN, 0, -1, False
+        while j <= size:
+            c = buf[j] if j < size else _NEWLINE  # the end of the data ends the record
+            if j == size and not final:
+                break  # the record may go on in the next call
+            if state == 2 and j < size and (quoted_newlines or c != _NEWLINE):
+                if c == _QUOTE:
+                    if j + 1 == size and not final:
+                        break  # a closing quote or the first of "": the next byte decides
+                    if j + 1 < size and buf[j + 1] == _QUOTE:
+                        record_status, j = ODD, j + 2  # an escaped quote
+                        continue
+                    state, close = 3, j
+                elif c == _NEWLINE:
+                    record_status, inner = ODD, inner + 1
+                    if first_newline < 0:
+                        first_newline = j
+                    if inner > MAX_QUOTED_LINES:
+                        record_status, j, done = BROKEN, first_newline, True
+                        break
+                j += 1
+                continue
+            if c == _COMMA or c == _NEWLINE:  # noqa: SIM109 (numba: plain comparisons)
+                a, b = field, j
+                if c == _NEWLINE and b > a and buf[b - 1] == _CR:
+                    b -= 1
+                if state == 2:
+                    record_status = ODD  # a quote still open at the end of the data
+                elif state == 3:
+                    if close == b - 1:
+                        a, b = a + 1, b - 1  # quoted whole
+                    else:
+                        record_status = ODD
+                if f < width:
+                    fstart[n, f], fend[n, f] = a, b
+                f += 1
+                if c == _NEWLINE:
+                    done = True
                     break
-                inner_newlines += 1
+                field, state = j + 1, 0
+            elif state == 0:
+                state = 2 if c == _QUOTE else 1
+            elif state == 3:
+                record_status, state = ODD, 1  # text after a closing quote: the csv module keeps it
             j += 1
-        if j == size and not final:
-            break  # the record may go on in the next block
-        stop = j
+        if not done:
+            break
+        stop = first_newline if record_status == BROKEN else min(j, size)
         if stop > i and buf[stop - 1] == _CR:
             stop -= 1
         if stop > i:  # a blank line is no record
             start[n], end[n], line[n] = i, stop, lines
-            plain[n] = inner_newlines == 0
-            f, field_start, quotes = 0, i, 0
-            for k in range(i, stop + 1):
-                c = buf[k] if k < stop else _COMMA  # a sentinel comma closes the last field
-                if c == _QUOTE:
-                    quotes += 1
-                    continue
-                if c != _COMMA or (quotes % 2 == 1 and k < stop):
-                    continue
-                a, b = field_start, k
-                if quotes:
-                    if quotes == 2 and b - a >= 2 and buf[a] == _QUOTE and buf[b - 1] == _QUOTE:
-                        a, b = a + 1, b - 1
-                    else:
-                        plain[n] = False
-                if f < width:
-                    fstart[n, f], fend[n, f] = a, b
-                f += 1
-                field_start, quotes = k + 1, 0
-            n_fields[n] = f
+            n_fields[n] = 0 if record_status == BROKEN else f
+            status[n] = record_status
             n += 1
-        lines += 1 + inner_newlines
+        lines += 1 + (inner if record_status != BROKEN else 0)
         i = j + 1
         consumed = min(i, size)
-    return (n, consumed, lines, start[:n], end[:n], line[:n], n_fields[:n], plain[:n],
+    return (n, consumed, lines, start[:n], end[:n], line[:n], n_fields[:n], status[:n],
             fstart[:n], fend[:n])  # fmt: skip
 
 

@@ -46,7 +46,7 @@ def test_main_writes_raw_layout_and_metrics(workdir: Path, params: dict) -> None
     m = metrics()
     assert m["source"] == "synthetic"
     assert (m["train/files"], m["train/rows"], m["test/rows"]) == (5, 5 * 60, 5 * 8)
-    assert m["time_s"] >= 0
+    assert m["time_s"] >= 0 and m["drawings_per_s"] > 0
     assert not list((workdir / "data").glob(".raw.tmp-*"))  # the atomic temp folder is gone
 
 

@@ -28,9 +28,11 @@ import torch
 
 from pipeline import download
 from pipeline.config import DownloadConfig, PreprocessConfig, from_dict
+from pipeline.drawing import UNPARSEABLE
 from pipeline.errors import PipelineError
 from pipeline.inference import load_checkpoint
 from pipeline.preprocess import run as preprocess_run
+from pipeline.rows import TEST_COLUMNS, TEST_REQUIRED, read_rows
 from pipeline.store import DrawingStore
 from pipeline.submission import validate_submission
 
@@ -149,6 +151,62 @@ def test_hostile_quoting_rejects_the_row_and_never_crashes(tmp_path: Path) -> No
     assert set(range(100, 110)) | {908} <= set(keys)  # the good rows on either side survive
     assert store.split("test").key_ids.tolist() == [1, 2, 3]  # no test row is ever dropped
     assert metrics["rejected_rows"] >= 1
+
+
+def read_test_rows(path: Path, block_bytes: int) -> list[tuple[int, int, int]]:
+    """(line, key_id, reason) of every test row, through `read_rows` with the given block size."""
+    return [
+        (int(line), int(key), int(reason))
+        for b in read_rows(path, TEST_COLUMNS, required=TEST_REQUIRED, block_bytes=block_bytes)
+        for line, key, reason in zip(b.lines, b.drawings.key_ids, b.reason, strict=True)
+    ]
+
+
+QUOTED = f'"{GOOD}"'
+SPANNING = GOOD.replace(", [[30]", ",\n[[30]")  # a valid drawing over two lines
+
+
+@pytest.mark.parametrize("block_bytes", [8, 1 << 20])  # records across blocks, and within one
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # A quote inside an unquoted field is a plain character (as in the csv module).
+        (f'1,U"S,{QUOTED}\n2,GB,{QUOTED}\n3,FR,{QUOTED}\n', [(2, 1, 0), (3, 2, 0), (4, 3, 0)]),
+        # A closing quote gone missing: the next row is not swallowed, and this one is whole.
+        (f'1,US,"{GOOD}\n2,GB,{QUOTED}\n3,FR,{QUOTED}\n', [(2, 1, 0), (3, 2, 0), (4, 3, 0)]),
+        # The same with a broken drawing: rejected, and still nothing swallowed.
+        (f'1,US,"[[[1, 2\n2,GB,{QUOTED}\n', [(2, 1, UNPARSEABLE), (3, 2, 0)]),
+        # A valid drawing quoted over two lines is one row.
+        (f'1,US,"{SPANNING}"\n2,GB,{QUOTED}\n', [(2, 1, 0), (4, 2, 0)]),
+        # Thousands of blank lines, then rows; no trailing newline.
+        ("\n" * 5000 + f"1,US,{QUOTED}\n\r\n2,GB,{QUOTED}", [(5002, 1, 0), (5004, 2, 0)]),
+    ],
+    ids=["stray-quote", "missing-quote", "missing-quote-bad-row", "quoted-newline", "blanks"],
+)
+def test_quoting_damage_never_swallows_a_test_row(
+    tmp_path: Path, text: str, expected: list, block_bytes: int
+) -> None:
+    path = write_file(tmp_path / "test_simplified.csv", "key_id,countrycode,drawing\n" + text)
+    assert read_test_rows(path, block_bytes) == expected
+
+
+def test_a_row_longer_than_many_blocks_is_read_whole(tmp_path: Path) -> None:
+    strokes = [[[i % 256 for i in range(40)], [(3 * i) % 256 for i in range(40)]]] * 500
+    drawing = json.dumps(strokes)  # 500 strokes: ~120 KB, thousands of 8-byte blocks
+    path = write_file(
+        tmp_path / "t.csv", f'key_id,countrycode,drawing\n1,US,"{drawing}"\n2,GB,{QUOTED}\n'
+    )
+    assert read_test_rows(path, 8) == [(2, 1, 0), (3, 2, 0)]
+    (block,) = read_rows(path, TEST_COLUMNS, required=TEST_REQUIRED, block_bytes=8 << 10)
+    assert len(block.drawings.drawing(0)) == 500 * 40
+
+
+def test_a_csv_with_old_mac_line_ends_is_one_clear_error(tmp_path: Path) -> None:
+    text = lines("key_id,countrycode,drawing", f"1,US,{QUOTED}", end="\r")
+    path = write_file(tmp_path / "test_simplified.csv", text)
+    with pytest.raises(PipelineError, match=r"test_simplified\.csv") as err:
+        read_test_rows(path, 1 << 20)
+    assert "\n" not in str(err.value)
 
 
 def test_a_binary_file_posing_as_csv_is_one_clear_error(tmp_path: Path) -> None:
