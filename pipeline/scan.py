@@ -74,6 +74,15 @@ def scan_csv(
             if j == size and not final:
                 break  # the record may go on in the next call
             if state == 2 and j < size and (quoted_newlines or c != _NEWLINE):
+                while c != _QUOTE and c != _NEWLINE:  # the hot loop: through a quoted drawing
+                    j += 1
+                    if j == size:
+                        break
+                    c = buf[j]
+                if j == size:
+                    continue  # the end of the data: handled at the top of the loop
+                if c == _NEWLINE and not quoted_newlines:
+                    continue  # a newline ends the record here
                 if c == _QUOTE:
                     if j + 1 == size and not final:
                         break  # a closing quote or the first of "": the next byte decides
