@@ -9,7 +9,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 # Stage commands say `python`: make it the venv's.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup repro test test-fast lint bench clean
+.PHONY: setup repro report test test-fast lint bench clean
 
 setup: $(STAMP)
 
@@ -22,6 +22,10 @@ $(STAMP): requirements.txt
 
 repro: setup
 	$(BIN)/dvc repro
+	$(BIN)/python -m pipeline.report
+
+report: setup
+	$(BIN)/python -m pipeline.report
 
 test: setup lint
 	$(BIN)/python -m pytest -n 2 --dist loadgroup

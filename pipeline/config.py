@@ -2,7 +2,8 @@
 
 A stage loads only its own section: `cfg = load_section("train", TrainConfig)`.
 Unknown or missing keys, wrong types and bad choices raise `ConfigError` naming the key,
-so a typo in `dvc exp run -S train.hiden_size=256` fails at once instead of being ignored.
+so a typo in `dvc exp run -S configs/params.yaml:train.hiden_size=256` fails at once instead of
+being ignored.
 """
 
 from __future__ import annotations

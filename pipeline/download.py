@@ -117,7 +117,7 @@ def _source_dir(cfg: DownloadConfig) -> Path:
     if not cfg.path:
         raise PipelineError(
             f"download.source={cfg.source} needs download.path; set it in configs/params.yaml "
-            f"or run `dvc exp run -S download.path=/path/to/folder`"
+            f"or run `dvc exp run -S configs/params.yaml:download.path=/path/to/folder`"
         )
     return Path(cfg.path).expanduser()
 

@@ -8,9 +8,9 @@ import json
 import logging
 import os
 import random
+import secrets
 import shutil
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -71,7 +71,8 @@ def atomic_dir(final_dir: Path) -> Iterator[Path]:
     final_dir.parent.mkdir(parents=True, exist_ok=True)
     for stale in final_dir.parent.glob(f".{final_dir.name}.tmp-*"):
         shutil.rmtree(stale, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final_dir.name}.tmp-", dir=final_dir.parent))
+    tmp = final_dir.parent / f".{final_dir.name}.tmp-{secrets.token_hex(6)}"
+    tmp.mkdir()  # not mkdtemp: its 0700 would outlive the rename; this follows the umask
     try:
         yield tmp
     except BaseException:
@@ -88,11 +89,10 @@ def atomic_dir(final_dir: Path) -> Iterator[Path]:
 def atomic_file(final_path: Path, mode: str = "w", **kwargs: Any) -> Iterator[Any]:
     """Open a temp file beside `final_path`; it replaces `final_path` only when closed cleanly."""
     final_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final_path.name}.tmp-", dir=final_path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = final_path.parent / f".{final_path.name}.tmp-{secrets.token_hex(6)}"
     try:
-        with open(tmp, mode, **kwargs) as f:
+        # "x": create exclusively, with the umask's permissions (mkstemp's 0600 would stick)
+        with open(tmp, mode.replace("w", "x"), **kwargs) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())

@@ -131,10 +131,24 @@ def test_dvc_repro_metrics_and_plots(tmp_path: Path, params: dict) -> None:
     run("plots", "show", "-o", str(tmp_path / "plots"))
     assert (tmp_path / "plots" / "index.html").is_file()
 
-    # Nothing changed: nothing reruns. A predict-only param change reruns predict alone.
+    # Nothing changed: nothing reruns. A predict-only param change, as the README shows it,
+    # reruns predict alone.
     assert "didn't change, skipping" in run("repro") or "up to date" in run("status")
-    params["predict"]["prior_correction"] = not params["predict"]["prior_correction"]
-    write_params(root, params)
-    out = run("repro")
+    subprocess.run(["git", "add", "dvc.lock"], cwd=root, check=True)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "lock"],
+                   cwd=root, check=True)  # fmt: skip
+    flipped = str(not params["predict"]["prior_correction"]).lower()
+    out = run("exp", "run", "-S", f"configs/params.yaml:predict.prior_correction={flipped}")
     assert "Running stage 'predict'" in out
     assert "Running stage 'train'" not in out and "Running stage 'preprocess'" not in out
+
+
+def test_outputs_follow_the_umask_not_temp_file_permissions(workdir: Path) -> None:
+    # Outputs are written to temp paths and renamed; mkstemp's 0600 must not survive the rename.
+    old = os.umask(0o022)
+    try:
+        download.main([])
+    finally:
+        os.umask(old)
+    assert (workdir / "metrics/download.json").stat().st_mode & 0o777 == 0o644
+    assert (workdir / "data/raw").stat().st_mode & 0o777 == 0o755

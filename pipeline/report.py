@@ -1,0 +1,55 @@
+"""Every stage's metrics as one readable report (not a stage): `python -m pipeline.report`.
+
+`dvc metrics show` puts every key of every file in one wide table; this prints them per stage,
+one per line, leaving out per-reason counts that are zero. `--all` keeps those too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from pipeline.paths import DVCLIVE_DIR, METRICS_DIR
+
+STAGE_METRICS = {  # the metrics files dvc.yaml declares, in pipeline order
+    "download": METRICS_DIR / "download.json",
+    "preprocess": METRICS_DIR / "preprocess.json",
+    "train": DVCLIVE_DIR / "metrics.json",
+    "evaluate": METRICS_DIR / "evaluate.json",
+    "predict": METRICS_DIR / "predict.json",
+}
+_BREAKDOWNS = ("rejected/", "test/invalid/")  # per-reason counts: noise when zero
+
+
+def format_report(metrics: dict[str, dict], show_all: bool = False) -> str:
+    """`{stage: {key: value}}` -> aligned text, stages in pipeline order."""
+    lines = []
+    for stage, values in metrics.items():
+        lines.append(stage)
+        for key, value in sorted(values.items()):
+            if not show_all and value == 0 and key.startswith(_BREAKDOWNS):
+                continue
+            if isinstance(value, float):
+                value = f"{value:,.4f}" if abs(value) < 100 else f"{value:,.1f}"
+            elif isinstance(value, int) and not isinstance(value, bool):
+                value = f"{value:,}"
+            lines.append(f"  {key:<28} {value}")
+    return "\n".join(lines)
+
+
+def read_metrics(files: dict[str, Path] = STAGE_METRICS) -> dict[str, dict]:
+    """The metrics of every stage that has run (a missing file is a stage not yet run)."""
+    return {stage: json.loads(path.read_text()) for stage, path in files.items() if path.is_file()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--all", action="store_true", help="keep zero per-reason counts")
+    args = parser.parse_args(argv)
+    metrics = read_metrics()
+    print(format_report(metrics, args.all) if metrics else "no metrics yet; run `make repro`")
+
+
+if __name__ == "__main__":
+    main()
