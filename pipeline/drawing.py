@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,14 +89,29 @@ def parse_drawings(strings: Sequence[str | bytes]) -> ParsedDrawings:
     buf = np.frombuffer(blob, np.uint8)
     accepted, points, offsets = parse_drawings_at(buf, starts, starts + lengths)
     reasons = np.zeros(n, np.uint8)
-    slow = np.flatnonzero(~accepted).tolist()
-    if not slow:
-        return ParsedDrawings(points, offsets, reasons)
+    refused = np.flatnonzero(~accepted).tolist()
+    points, offsets, n_normalised = settle_refused(
+        points, offsets, reasons, refused, strings.__getitem__
+    )
+    return ParsedDrawings(points, offsets, reasons, n_normalised)
 
-    # The drawings the fast path refused: decide exactly, then splice in the accepted ones.
+
+def settle_refused(
+    points: np.ndarray,
+    offsets: np.ndarray,
+    reasons: np.ndarray,
+    refused: list[int],
+    text: Callable[[int], str | bytes],
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Decide the drawings the fast path refused with `parse_drawing_exact`.
+
+    `text(i)` gives drawing i's string. Each one's reason goes into `reasons` (in place); the
+    accepted ones (stray whitespace, raw format) are spliced into the ragged points. Returns
+    (points, offsets, how many were raw-format drawings normalised).
+    """
     rows, row_points, n_normalised = [], [], 0
-    for i in slow:
-        pts, reason, normalised = parse_drawing_exact(strings[i])
+    for i in refused:
+        pts, reason, normalised = parse_drawing_exact(text(i))
         reasons[i] = reason
         if reason == OK:
             rows.append(i)
@@ -104,7 +119,7 @@ def parse_drawings(strings: Sequence[str | bytes]) -> ParsedDrawings:
             n_normalised += normalised
     if rows:
         points, offsets = replace_rows(points, offsets, rows, row_points)
-    return ParsedDrawings(points, offsets, reasons, n_normalised)
+    return points, offsets, n_normalised
 
 
 def replace_rows(

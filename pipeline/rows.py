@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import scan
-from pipeline.drawing import OK, REASONS, UNPARSEABLE, parse_drawing_exact, replace_rows
+from pipeline.drawing import OK, REASONS, UNPARSEABLE, settle_refused
 from pipeline.errors import PipelineError
 from pipeline.store import Drawings
 
@@ -244,17 +244,10 @@ class _BlockReader:
         ends = np.ascontiguousarray(fend[:, self.draw_col])
         ends = np.where(reason == 0, ends, starts)  # rejected rows: an empty span, no points
         accepted, points, offsets = scan.parse_drawings_at(buf, starts, ends)
-        exact = np.flatnonzero(~accepted & (reason == 0)).tolist()
-        normalised, fixed_rows, fixed_points = 0, [], []
-        for i in exact:  # the strict grammar refused these: json.loads decides
-            pts, code, was_raw = parse_drawing_exact(bytes(buf[starts[i] : ends[i]]))
-            reason[i] = code
-            if code == OK:
-                fixed_rows.append(i)
-                fixed_points.append(pts)
-                normalised += was_raw
-        if fixed_rows:
-            points, offsets = replace_rows(points, offsets, fixed_rows, fixed_points)
+        refused = np.flatnonzero(~accepted & (reason == 0)).tolist()
+        points, offsets, normalised = settle_refused(
+            points, offsets, reason, refused, lambda i: bytes(buf[starts[i] : ends[i]])
+        )
         labels = np.zeros(len(key), np.int16)
         return Drawings(points, offsets, labels, key), normalised
 

@@ -35,6 +35,11 @@ def ndjson345_dir() -> Path:
 @pytest.fixture
 def params() -> dict:
     """The repo's params, shrunk so a whole pipeline runs in seconds."""
+    return tiny_params()
+
+
+def tiny_params() -> dict:
+    """The repo's params, shrunk so a whole pipeline runs in seconds (fresh dict each call)."""
     p = yaml.safe_load((REPO_DIR / "configs" / "params.yaml").read_text())
     p["download"].update(
         synthetic_classes=5, synthetic_train_per_class=60, synthetic_test_per_class=8

@@ -23,14 +23,13 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from pipeline import download, evaluate, predict, preprocess, train
 from pipeline.config import DownloadConfig, PreprocessConfig, from_dict
 from pipeline.inference import load_checkpoint
 from pipeline.store import DrawingStore
 from pipeline.submission import validate_submission
-from tests.conftest import REPO_DIR, write_params
+from tests.conftest import REPO_DIR, tiny_params, write_params
 
 # Loaded by every Python process started with the hooks folder on PYTHONPATH.
 KILL_HOOK = """
@@ -214,22 +213,8 @@ def test_killed_training_resumes_from_its_last_checkpoint(tmp_path: Path, params
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A repo folder after every stage (tiny params, as the `params` fixture shrinks them)."""
-    params = yaml.safe_load((REPO_DIR / "configs/params.yaml").read_text())
-    params["download"].update(synthetic_classes=5, synthetic_train_per_class=60,
-                              synthetic_test_per_class=8)  # fmt: skip
-    params["preprocess"].update(val_per_class=10, block_size=64, workers=1)
-    params["train"].update(
-        epochs=1,
-        batch_size=32,
-        hidden_size=16,
-        num_layers=1,
-        conv_channels=[8, 8],
-        checkpoint_every_s=0,
-        workers=0,
-        threads=1,
-    )
-    params["evaluate"].update(batch_size=64, gallery_size=4)
-    params["predict"].update(batch_size=64)
+    params = tiny_params()
+    params["train"].update(epochs=1, threads=1)
     root = tmp_path_factory.mktemp("trained") / "repo"
     make_root(root, params)
     cwd = Path.cwd()
