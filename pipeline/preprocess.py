@@ -371,6 +371,11 @@ class RunRecord:
     def __len__(self) -> int:
         return len(self.offsets) - 1
 
+    @property
+    def drawings(self) -> Drawings:
+        """The ragged points and key_ids as `Drawings` (labels unknown here: 0)."""
+        return Drawings(self.points, self.offsets, np.zeros(len(self), np.int16), self.key_ids)
+
 
 def read_run(path: Path) -> Iterator[RunRecord]:
     with open(path, "rb") as f:
@@ -422,27 +427,21 @@ class RunCursor:
 
 
 def _select(rec: RunRecord, index: np.ndarray) -> RunRecord:
-    d = Drawings(rec.points, rec.offsets, np.zeros(len(rec), np.int16), rec.key_ids).take(index)
+    d = rec.drawings.take(index)
     return RunRecord(d.points, d.offsets, d.key_ids, rec.country[index], rec.recognized[index])
 
 
 def _slice(rec: RunRecord, start: int, stop: int) -> RunRecord:
-    lo, hi = int(rec.offsets[start]), int(rec.offsets[stop])
+    d = rec.drawings.slice(start, stop)
     return RunRecord(
-        rec.points[lo:hi],
-        rec.offsets[start : stop + 1] - lo,
-        rec.key_ids[start:stop],
-        rec.country[start:stop],
-        rec.recognized[start:stop],
+        d.points, d.offsets, d.key_ids, rec.country[start:stop], rec.recognized[start:stop]
     )
 
 
 def _concat_records(records: list[RunRecord]) -> RunRecord:
     if len(records) == 1:
         return records[0]
-    d = Drawings.concat(
-        [Drawings(r.points, r.offsets, np.zeros(len(r), np.int16), r.key_ids) for r in records]
-    )
+    d = Drawings.concat([r.drawings for r in records])
     return RunRecord(
         d.points,
         d.offsets,
