@@ -29,10 +29,11 @@ from typing import Any
 import numpy as np
 import yaml
 
-from benchmarks.kaggle16 import RESULTS_DIR, build_store, train_config
-from pipeline.inference import load_checkpoint, predict_proba
-from pipeline.metrics import map_at_k, top_k_accuracy, topk_indices
-from pipeline.store import DrawingStore
+from benchmarks.kaggle16 import RESULTS_DIR, build_store, paths_reading, train_config
+from pipeline.core.store import DrawingStore
+from pipeline.models.checkpoint import load_model
+from pipeline.models.inference import predict_proba
+from pipeline.scoring.metrics import map_at_k, top_k_accuracy, topk_indices
 from pipeline.train import run as train
 
 BUDGET_S = float(os.environ.get("BENCH_BUDGET_S", "600"))
@@ -50,11 +51,12 @@ def train_and_score(
     """Train `name` for `budget_s`, keep its best checkpoint, score it on the test split."""
     cfg = train_config(budget_s, model=name, **overrides)
     out = work_dir / name
-    result = train(cfg, store_path, out / "model.pt", out / "checkpoints", None)
+    paths = paths_reading(store_path, out)
+    result = train(cfg, paths, log_live=False)
     RESULTS_DIR.mkdir(exist_ok=True)
-    shutil.copyfile(out / "model.pt", model_path(name))
+    shutil.copyfile(paths.model_path, model_path(name))
 
-    model, meta = load_checkpoint(model_path(name))
+    model, meta = load_model(model_path(name))
     test = DrawingStore(store_path).split("test").read()
     start = time.perf_counter()
     proba = predict_proba(model, meta, test, batch_size=512)  # (1600, 16)

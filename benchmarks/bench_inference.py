@@ -14,12 +14,12 @@ import time
 
 import torch
 
-from pipeline.config import TrainConfig, from_dict, load_params, to_dict
-from pipeline.features import N_FEATURES, feature_meta
-from pipeline.model import ModelConfig, build_model
-from pipeline.predict import model_proba
-from pipeline.store import Drawings
-from tests.conftest import REPO_DIR, SHARED_QUICKDRAW
+from benchmarks.kaggle16 import REPO_DIR, SHARED_QUICKDRAW
+from pipeline.common.config import TrainConfig, from_dict, load_params, to_dict
+from pipeline.core.drawings import Drawings
+from pipeline.core.features import feature_meta
+from pipeline.models import build_model, model_config
+from pipeline.models.inference import predict_proba
 
 N_CLASSES = 340  # the competition's class count
 BATCH_SIZE = 512
@@ -34,7 +34,7 @@ def read_test_drawings() -> Drawings:
 def default_model(model: str) -> tuple[torch.nn.Module, dict]:
     raw = load_params(REPO_DIR / "configs" / "params.yaml")["train"] | {"model": model}
     cfg = from_dict(TrainConfig, raw, "train")
-    model_cfg = ModelConfig.from_train(cfg, N_FEATURES, N_CLASSES)
+    model_cfg = model_config(cfg, N_CLASSES)
     torch.manual_seed(0)
     meta = {
         "classes": [f"class {i}" for i in range(N_CLASSES)],
@@ -46,9 +46,9 @@ def default_model(model: str) -> tuple[torch.nn.Module, dict]:
 
 
 def drawings_per_s(model: torch.nn.Module, meta: dict, drawings: Drawings, tta: int) -> float:
-    model_proba(model, meta, drawings.take(range(256)), BATCH_SIZE, tta=tta)  # warm-up
+    predict_proba(model, meta, drawings.take(range(256)), BATCH_SIZE, tta=tta)  # warm-up
     start = time.perf_counter()
-    model_proba(model, meta, drawings, BATCH_SIZE, tta=tta)
+    predict_proba(model, meta, drawings, BATCH_SIZE, tta=tta)
     return len(drawings) / (time.perf_counter() - start)
 
 

@@ -19,10 +19,11 @@ import numpy as np
 
 from benchmarks import bench_accuracy
 from benchmarks.kaggle16 import build_store
-from pipeline.metrics import map_at_k, top_k_accuracy, topk_indices
+from pipeline.core.drawings import Drawings
+from pipeline.core.store import DrawingStore
 from pipeline.predict import ensemble_proba
-from pipeline.prior import correct_priors
-from pipeline.store import Drawings, DrawingStore
+from pipeline.scoring.metrics import map_at_k, top_k_accuracy, topk_indices
+from pipeline.scoring.prior import correct_priors
 
 BATCH_SIZE = 512
 TTA = 4

@@ -29,7 +29,7 @@ import threading
 import time
 from pathlib import Path
 
-from tests.conftest import REPO_DIR, SHARED_QUICKDRAW
+from benchmarks.kaggle16 import REPO_DIR, SHARED_QUICKDRAW
 
 KAGGLE16_DIR = SHARED_QUICKDRAW / "kaggle16"
 RESULTS_DIR = Path(__file__).parent / "results"
@@ -69,11 +69,12 @@ def build_input(copies: int, out_dir: Path) -> Path:
 OURS = """
 import json, sys, dataclasses
 from pathlib import Path
-from pipeline.config import PreprocessConfig, load_section
+from pipeline.common.config import PreprocessConfig, load_section
 cfg = load_section("preprocess", PreprocessConfig, Path(sys.argv[3]))
+from pipeline.common.paths import Paths
 from pipeline.preprocess import run
-m = run(cfg, Path(sys.argv[1]), Path(sys.argv[2]) / "processed",
-        Path(sys.argv[2]) / "preprocess.json", progress=False)
+paths = dataclasses.replace(Paths.under(Path(sys.argv[2])), raw_dir=Path(sys.argv[1]))
+m = run(cfg, paths, show_progress=False)
 print(json.dumps({"drawings": m["train/rows_read"] + m["test/rows"],
                   "stored": m["train/drawings"] + m["val/drawings"] + m["test/rows"],
                   "store_bytes": m["store_bytes"], "pass1_s": m["pass1_s"]}))

@@ -21,14 +21,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmarks.kaggle16 import build_store
-from pipeline.config import TrainConfig, from_dict, load_params
-from pipeline.data import Batch, TrainBatches, make_batch
-from pipeline.features import N_FEATURES, Augment, feature_meta
-from pipeline.inference import predict_proba
-from pipeline.model import ModelConfig, build_model
-from pipeline.store import DrawingStore
-from tests.conftest import REPO_DIR
+from benchmarks.kaggle16 import REPO_DIR, build_store
+from pipeline.common.config import TrainConfig, from_dict, load_params
+from pipeline.core.batches import Batch, TrainBatches, make_batch
+from pipeline.core.features import Augment, feature_meta
+from pipeline.core.store import DrawingStore
+from pipeline.models import build_model, model_config
+from pipeline.models.inference import predict_proba
 
 TRAIN_BATCHES = 30  # timed steps per measurement (after WARMUP)
 WARMUP = 3
@@ -37,7 +36,7 @@ WARMUP = 3
 def _train_rate(cfg: TrainConfig, n_classes: int, batches: list[Batch]) -> float:
     """Samples/s of forward + backward + AdamW step over `batches`."""
     torch.manual_seed(0)
-    model = build_model(ModelConfig.from_train(cfg, N_FEATURES, n_classes)).train()
+    model = build_model(model_config(cfg, n_classes)).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate)
     n, start = 0, 0.0
     for i, (x, lengths, labels) in enumerate(batches):
@@ -111,7 +110,7 @@ def run() -> dict[str, float]:
             figures[f"{model}_naive_samples_per_s"] = _train_rate(cfg, store.n_classes, naive)
 
         torch.manual_seed(0)
-        model = build_model(ModelConfig.from_train(base, N_FEATURES, store.n_classes)).eval()
+        model = build_model(model_config(base, store.n_classes)).eval()
         meta = {
             "classes": store.classes,
             "train_cfg": dataclasses.asdict(base),

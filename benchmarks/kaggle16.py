@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import PreprocessConfig, TrainConfig, from_dict, load_params
+from pipeline.common.config import PreprocessConfig, TrainConfig, from_dict, load_params
+from pipeline.common.paths import Paths
 from pipeline.preprocess import run as preprocess
-from tests.conftest import REPO_DIR, SHARED_QUICKDRAW
 
+REPO_DIR = Path(__file__).resolve().parents[1]
+# Real Quick, Draw! drawings beside the repo (never copied into it); QUICKDRAW_SHARED overrides.
+SHARED_QUICKDRAW = Path(
+    os.environ.get("QUICKDRAW_SHARED", REPO_DIR.parent / "shared" / "quickdraw")
+).resolve()
 KAGGLE16_DIR = SHARED_QUICKDRAW / "kaggle16"
 RESULTS_DIR = Path(__file__).parent / "results"
 VAL_PER_CLASS = 25  # 400 val drawings for model selection; 9,600 left to train on
@@ -26,9 +32,16 @@ def build_store(store_path: Path, val_per_class: int = VAL_PER_CLASS) -> Path:
     """
     cfg = from_dict(PreprocessConfig, repo_params("preprocess"), "preprocess")
     cfg = dataclasses.replace(cfg, val_per_class=val_per_class)
-    processed = store_path.parent
-    preprocess(cfg, KAGGLE16_DIR, processed, processed.parent / "preprocess.json", progress=False)
+    work = store_path.parent.parent
+    paths = dataclasses.replace(Paths.under(work), raw_dir=KAGGLE16_DIR,
+                                processed_dir=store_path.parent, metrics_dir=work)  # fmt: skip
+    preprocess(cfg, paths, show_progress=False)
     return store_path
+
+
+def paths_reading(store_path: Path, out_dir: Path) -> Paths:
+    """The layout under `out_dir`, reading the store at `store_path`."""
+    return dataclasses.replace(Paths.under(out_dir), processed_dir=store_path.parent)
 
 
 def train_config(budget_s: float, **overrides: Any) -> TrainConfig:

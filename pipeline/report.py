@@ -8,17 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
-from pipeline.paths import DVCLIVE_DIR, METRICS_DIR
+from pipeline.common.paths import STAGES, Paths
 
-STAGE_METRICS = {  # the metrics files dvc.yaml declares, in pipeline order
-    "download": METRICS_DIR / "download.json",
-    "preprocess": METRICS_DIR / "preprocess.json",
-    "train": DVCLIVE_DIR / "metrics.json",
-    "evaluate": METRICS_DIR / "evaluate.json",
-    "predict": METRICS_DIR / "predict.json",
-}
 _BREAKDOWNS = ("rejected/", "test/invalid/")  # per-reason counts: noise when zero
 
 
@@ -38,8 +30,9 @@ def format_report(metrics: dict[str, dict], show_all: bool = False) -> str:
     return "\n".join(lines)
 
 
-def read_metrics(files: dict[str, Path] = STAGE_METRICS) -> dict[str, dict]:
+def read_metrics(paths: Paths) -> dict[str, dict]:
     """The metrics of every stage that has run (a missing file is a stage not yet run)."""
+    files = {stage: paths.metrics_path(stage) for stage in STAGES}
     return {stage: json.loads(path.read_text()) for stage, path in files.items() if path.is_file()}
 
 
@@ -47,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--all", action="store_true", help="keep zero per-reason counts")
     args = parser.parse_args(argv)
-    metrics = read_metrics()
+    metrics = read_metrics(Paths.under("."))
     print(format_report(metrics, args.all) if metrics else "no metrics yet; run `make repro`")
 
 

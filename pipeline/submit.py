@@ -11,17 +11,16 @@ Run: `python -m pipeline.submit -m "bilstm, 30 epochs"`; `--dry-run` checks only
 
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
 from typing import Any
 
-from pipeline import kaggle_api
-from pipeline.config import DownloadConfig, load_section
-from pipeline.errors import PipelineError
-from pipeline.paths import STORE_PATH, SUBMISSION_CSV, TEST_CSV, TRAIN_CSV_DIR
-from pipeline.submission import validate_submission
-from pipeline.utils import entrypoint
+from pipeline.common.cli import stage_parser, user_errors
+from pipeline.common.config import DownloadConfig, load_section
+from pipeline.common.errors import PipelineError
+from pipeline.common.paths import Paths
+from pipeline.scoring.submission import validate_submission
+from pipeline.sources import kaggle as kaggle_api
 
 log = logging.getLogger(__name__)
 
@@ -29,33 +28,33 @@ log = logging.getLogger(__name__)
 UPLOAD_FAILED = "Could not submit to competition"
 
 
-@entrypoint
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    paths = Paths.under(".")
+    parser = stage_parser(__doc__)
     parser.add_argument("-m", "--message", default="", help="submission description on Kaggle")
     parser.add_argument("--dry-run", action="store_true", help="validate only, do not submit")
-    parser.add_argument("--file", type=Path, default=SUBMISSION_CSV)
-    parser.add_argument("--params", type=Path, default=Path("configs/params.yaml"))
+    parser.add_argument("--file", type=Path, default=paths.submission_csv)
     parser.add_argument("--competition", help="default: download.competition from --params")
     args = parser.parse_args(argv)
     if not args.dry_run and not args.message.strip():
         parser.error('say what this submission is: -m "message" (or check only with --dry-run)')
-    competition = args.competition
-    if competition is None and not args.dry_run:
-        competition = load_section("download", DownloadConfig, args.params).competition
-    run(args.file, args.message, competition, dry_run=args.dry_run)
+    with user_errors():
+        competition = args.competition
+        if competition is None and not args.dry_run:
+            competition = load_section("download", DownloadConfig, args.params).competition
+        run(args.file, args.message, competition, paths, dry_run=args.dry_run)
 
 
 def run(
     file: Path,
     message: str,
     competition: str | None,
+    paths: Paths,
     dry_run: bool = False,
     api: Any = None,
-    test_csv: Path = TEST_CSV,
 ) -> int:
     """Validate `file`; unless `dry_run`, submit it. Returns the number of rows."""
-    n_rows = validate_submission(file, test_csv, read_classes())
+    n_rows = validate_submission(file, paths.test_csv, read_classes(paths))
     log.info("%s: %s rows, format OK", file, f"{n_rows:,}")
     if dry_run:
         print(f"{file}: {n_rows:,} rows, valid (dry run, not submitted)")
@@ -79,16 +78,18 @@ def run(
     return n_rows
 
 
-def read_classes(train_dir: Path = TRAIN_CSV_DIR, store_path: Path = STORE_PATH) -> list[str]:
+def read_classes(paths: Paths) -> list[str]:
     """Class names: the training file names, else the processed store's `classes` attr."""
-    classes = sorted(p.stem for p in train_dir.glob("*.csv"))
+    classes = sorted(p.stem for p in paths.train_csv_dir.glob("*.csv"))
     if classes:
         return classes
-    if (store_path / "zarr.json").is_file():
-        from pipeline.store import DrawingStore  # zarr is slow to import; only when needed
+    if (paths.store_path / "zarr.json").is_file():
+        from pipeline.core.store import DrawingStore  # zarr is slow to import; only when needed
 
-        return DrawingStore(store_path).classes
-    raise PipelineError(f"no class list: {train_dir} is empty; run `dvc repro download` first")
+        return DrawingStore(paths.store_path).classes
+    raise PipelineError(
+        f"no class list: {paths.train_csv_dir} is empty; run `dvc repro download` first"
+    )
 
 
 if __name__ == "__main__":

@@ -1,13 +1,23 @@
-"""Shared fixtures: the real-data folder, a tiny params set, a repo-like working folder."""
+"""Shared fixtures and builders: the real-data folder, a tiny params set, a repo-like working
+folder, small stores and checkpoints made the way the stages make them."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 import yaml
+
+from pipeline.common.config import TrainConfig, from_dict, to_dict
+from pipeline.core.drawings import Drawings
+from pipeline.core.features import feature_meta
+from pipeline.core.store import SplitWriter, create_store
+from pipeline.models import build_model, model_config
 
 REPO_DIR = Path(__file__).resolve().parents[1]
 # Real Quick, Draw! data lives beside the repo (../shared/quickdraw), never inside it.
@@ -77,3 +87,118 @@ def write_params(root: Path, params: dict) -> Path:
 def copy_tree(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst)
     return dst
+
+
+def write_store(
+    path: Path, classes: list[str], splits: dict[str, Drawings], block_size: int = 16
+) -> Path:
+    """A store of these splits with the root attrs preprocess writes (counts per class)."""
+    counts = {
+        split: dict(zip(classes, np.bincount(d.labels[d.labels >= 0], minlength=len(classes))
+                        .tolist(), strict=True))
+        for split, d in splits.items() if split != "test"
+    }  # fmt: skip
+    counts["test"] = len(splits["test"]) if "test" in splits else 0
+    root = create_store(path, classes, {"counts": counts, "params": {}})
+    for split, drawings in splits.items():
+        with SplitWriter(root, split, block_size) as writer:
+            writer.append(drawings)
+    return path
+
+
+def train_config(params: dict, **changes: object) -> TrainConfig:
+    """The tiny params' `train` section, single-threaded, with `changes`."""
+    raw = params["train"] | {"time_budget_s": 0, "threads": 1, "shuffle_buffer_blocks": 2}
+    return dataclasses.replace(from_dict(TrainConfig, raw, "train"), **changes)
+
+
+def polygon_drawings(n_classes: int, per_class: int, seed: int) -> Drawings:
+    """Class c is a jittered polygon with c + 3 corners, randomly placed: easy but not trivial."""
+    rng = np.random.default_rng(seed)
+    items, labels = [], []
+    for i in range(n_classes * per_class):
+        c = i % n_classes
+        corners = c + 3
+        angle = rng.uniform(0, 2 * np.pi) + np.linspace(0, 2 * np.pi, corners + 1)
+        radius, centre = rng.uniform(30, 100), rng.uniform(100, 156, 2)
+        xs = np.clip(centre[0] + radius * np.cos(angle) + rng.normal(0, 3, corners + 1), 0, 255)
+        ys = np.clip(centre[1] + radius * np.sin(angle) + rng.normal(0, 3, corners + 1), 0, 255)
+        items.append([(xs.astype(int).tolist(), ys.astype(int).tolist())])
+        labels.append(c)
+    return Drawings.from_strokes(items, labels)
+
+
+def make_polygon_store(
+    path: Path, n_classes: int = 4, per_class: int = 40, block_size: int = 32
+) -> Path:
+    """train and val splits of `polygon_drawings` (classes shape0, shape1, ...)."""
+    splits = {"train": polygon_drawings(n_classes, per_class, 0),
+              "val": polygon_drawings(n_classes, per_class // 4, 1)}  # fmt: skip
+    return write_store(path, [f"shape{c}" for c in range(n_classes)], splits, block_size)
+
+
+CLASSES = ["cat", "eye", "paint can", "snowman", "sun", "tree"]
+TRAIN_COUNTS = [5, 9, 2, 7, 1, 3]  # most frequent: eye, snowman, cat
+
+
+def random_drawings(rng: np.random.Generator, n: int) -> list[list[tuple[list[int], list[int]]]]:
+    """n drawings of 1-3 strokes with 2-12 points each, coordinates 0-255."""
+    return [
+        [
+            (rng.integers(0, 256, k).tolist(), rng.integers(0, 256, k).tolist())
+            for k in rng.integers(2, 13, rng.integers(1, 4))
+        ]
+        for _ in range(n)
+    ]
+
+
+def make_labelled_store(
+    path: Path,
+    n_val: int = 24,
+    n_test: int = 30,
+    invalid: tuple[int, ...] = (),
+    test_labels: bool = True,
+    seed: int = 0,
+) -> Path:
+    """A tiny store; test rows in `invalid` are stored empty with valid=False, like preprocess."""
+    rng = np.random.default_rng(seed)
+    train_labels = np.repeat(np.arange(len(CLASSES)), TRAIN_COUNTS)
+    train = Drawings.from_strokes(random_drawings(rng, len(train_labels)), train_labels)
+    val_labels = np.arange(n_val) % len(CLASSES)
+    val = Drawings.from_strokes(random_drawings(rng, n_val), val_labels, 1000 + np.arange(n_val))
+    strokes = random_drawings(rng, n_test)
+    for i in invalid:
+        strokes[i] = []
+    labels = rng.integers(0, len(CLASSES), n_test) if test_labels else None
+    key_ids = rng.permutation(np.arange(5_000_000, 5_000_000 + n_test))  # not sorted: order matters
+    valid = np.ones(n_test, bool)
+    valid[list(invalid)] = False
+    test = Drawings.from_strokes(strokes, labels, key_ids).with_columns(valid=valid)
+    return write_store(path, CLASSES, {"train": train, "val": val, "test": test}, 16)
+
+
+def make_checkpoint(
+    path: Path, model: str = "gru", seed: int = 0, classes: list[str] = CLASSES
+) -> Path:
+    """An untrained but complete checkpoint in the training stage's format."""
+    raw = yaml.safe_load((REPO_DIR / "configs" / "params.yaml").read_text())["train"]
+    raw |= {
+        "model": model,
+        "hidden_size": 8,
+        "num_layers": 1,
+        "conv_channels": [8],
+        "max_points": 32,
+    }
+    cfg = from_dict(TrainConfig, raw, "train")
+    model_cfg = model_config(cfg, len(classes))
+    torch.manual_seed(seed)
+    net = build_model(model_cfg)
+    meta = {
+        "classes": list(classes),
+        "train_cfg": to_dict(cfg),
+        "model_cfg": model_cfg.to_dict(),
+        "features": feature_meta(cfg.max_points),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": net.state_dict(), "meta": meta}, path)
+    return path

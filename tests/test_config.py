@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.config import SECTIONS, TrainConfig, from_dict, load_params, load_section
-from pipeline.errors import ConfigError
+from pipeline.common.config import SECTIONS, TrainConfig, from_dict, load_params, load_section
+from pipeline.common.errors import ConfigError
 from tests.conftest import REPO_DIR
 
 
@@ -35,7 +35,7 @@ def test_missing_key_is_named() -> None:
 @pytest.mark.parametrize(
     ("key", "value", "message"),
     [
-        ("model", "transformer", "must be one of"),
+        ("pooling", "median", "must be one of"),
         ("epochs", 2.5, "must be an integer"),
         ("batch_norm", "yes", "true or false"),
         ("conv_channels", 8, "must be a list"),

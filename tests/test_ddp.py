@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 from pathlib import Path
@@ -10,8 +11,9 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from pipeline.config import TrainConfig
-from tests.test_train import make_store, train_config
+from pipeline.common.config import TrainConfig
+from pipeline.common.paths import Paths
+from tests.conftest import make_polygon_store, train_config
 
 WORLD_SIZE = 2
 
@@ -24,8 +26,9 @@ def _rank_main(rank: int, cfg: TrainConfig, root: Path, port: int) -> None:
     }  # fmt: skip
     from pipeline.train import run
 
-    out = root / f"out{rank}"  # each rank gets its own output paths: only out0 may appear
-    result = run(cfg, root / "drawings.zarr", out / "model.pt", out / "ckpt", out / "live")
+    # Each rank gets its own output paths: only out0 may appear.
+    paths = dataclasses.replace(Paths.under(root / f"out{rank}"), processed_dir=root)
+    result = run(cfg, paths)
     torch.save(result.model.state_dict(), root / f"rank{rank}.pt")
 
 
@@ -37,7 +40,8 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 def test_two_gloo_ranks_train_one_model(tmp_path: Path, params: dict) -> None:
-    make_store(tmp_path / "drawings.zarr", per_class=48, block_size=16)  # 12 blocks: 6 per rank
+    # 12 blocks of 16: 6 per rank
+    make_polygon_store(tmp_path / "drawings.zarr", per_class=48, block_size=16)
     cfg = train_config(params, epochs=2, dropout=0.2)
     mp.spawn(_rank_main, args=(cfg, tmp_path, _free_port()), nprocs=WORLD_SIZE, join=True)
     rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
@@ -49,8 +53,9 @@ def test_two_gloo_ranks_train_one_model(tmp_path: Path, params: dict) -> None:
     # Rank 0 wrote the run's files; rank 1 wrote nothing. The checkpoint holds the same weights.
     assert not (tmp_path / "out1").exists()
     out = tmp_path / "out0"
-    assert sorted(p.name for p in (out / "ckpt").iterdir()) == ["best.pt", "last.pt"]
-    assert (out / "model.pt").is_file() and (out / "live" / "metrics.json").is_file()
-    last = torch.load(out / "ckpt" / "last.pt", weights_only=True)
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
+    assert (out / "models" / "model.pt").is_file()
+    assert (out / "dvclive" / "metrics.json").is_file()
+    last = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
     assert torch.equal(last["model"]["head.weight"], rank0["head.weight"])
     assert last["state"]["step"] == 2 * 3  # 2 epochs x 3 batches per rank (96 drawings / 32)

@@ -16,8 +16,11 @@ from pathlib import Path
 import pytest
 
 from pipeline import download
-from pipeline.config import DownloadConfig, from_dict
-from pipeline.errors import PipelineError
+from pipeline.common.config import DownloadConfig, from_dict
+from pipeline.common.errors import PipelineError
+from pipeline.common.paths import Paths
+
+HERE = Paths.under(".")  # the repo layout, relative to the cwd (tests chdir into `workdir`)
 
 NDJSON_WORDS = ["The Eiffel Tower", "airplane", "cat"]
 
@@ -51,16 +54,16 @@ def test_main_writes_raw_layout_and_metrics(workdir: Path, params: dict) -> None
 
 
 def test_rerun_replaces_old_raw_files(workdir: Path, params: dict) -> None:
-    download.run(config(params, synthetic_classes=6))
-    download.run(config(params, synthetic_classes=3))
+    download.run(config(params, synthetic_classes=6), HERE)
+    download.run(config(params, synthetic_classes=3), HERE)
     assert len(list(Path("data/raw/train_simplified").glob("*.csv"))) == 3
 
 
 def test_failed_run_leaves_previous_raw_dir(workdir: Path, params: dict) -> None:
-    download.run(config(params))
+    download.run(config(params), HERE)
     before = sorted(p.name for p in Path("data/raw/train_simplified").iterdir())
     with pytest.raises(PipelineError):
-        download.run(config(params, source="local", path=str(workdir / "missing")))
+        download.run(config(params, source="local", path=str(workdir / "missing")), HERE)
     assert sorted(p.name for p in Path("data/raw/train_simplified").iterdir()) == before
 
 
@@ -68,7 +71,7 @@ def test_failed_run_leaves_previous_raw_dir(workdir: Path, params: dict) -> None
 
 
 def test_local_links_a_kaggle_layout_folder(workdir: Path, params: dict, kaggle16_dir: Path):
-    download.run(config(params, source="local", path=str(kaggle16_dir)))
+    download.run(config(params, source="local", path=str(kaggle16_dir)), HERE)
     raw = workdir / "data" / "raw"
     for name in ["test_simplified.csv", "test_solution.csv", "train_simplified/paint can.csv"]:
         assert (raw / name).read_bytes() == (kaggle16_dir / name).read_bytes()
@@ -97,7 +100,7 @@ def test_local_wrong_path_is_one_clear_error(
 def test_local_and_ndjson_need_a_path(workdir: Path, params: dict) -> None:
     for source in ("local", "ndjson"):
         with pytest.raises(PipelineError, match=re.escape("needs download.path")):
-            download.run(config(params, source=source, path=""))
+            download.run(config(params, source=source, path=""), HERE)
 
 
 def make_layout(root: Path, train_header: str, test_header: str, rows: int = 1) -> Path:
@@ -127,7 +130,7 @@ def test_local_checks_the_layout(
 ) -> None:
     src = make_layout(workdir / "src", train_header, test_header, rows)
     with pytest.raises(PipelineError) as err:
-        download.run(config(params, source="local", path=str(src)))
+        download.run(config(params, source="local", path=str(src)), HERE)
     assert expected in str(err.value)
 
 
@@ -135,10 +138,10 @@ def test_local_needs_train_files_and_test_file(workdir: Path, params: dict) -> N
     src = make_layout(workdir / "src", TRAIN_HEADER, "key_id,countrycode,drawing")
     (src / "test_simplified.csv").unlink()
     with pytest.raises(PipelineError, match=re.escape("test_simplified.csv not found")):
-        download.run(config(params, source="local", path=str(src)))
+        download.run(config(params, source="local", path=str(src)), HERE)
     shutil.rmtree(src / "train_simplified")
     with pytest.raises(PipelineError, match=re.escape("no <word>.csv files")):
-        download.run(config(params, source="local", path=str(src)))
+        download.run(config(params, source="local", path=str(src)), HERE)
 
 
 # ---------------------------------------------------------------- ndjson
@@ -169,7 +172,7 @@ def source_records(folder: Path) -> dict[str, dict]:
 
 
 def test_ndjson_converts_to_kaggle_layout(workdir: Path, params: dict, ndjson_dir: Path) -> None:
-    download.run(config(params, source="ndjson", path=str(ndjson_dir), test_fraction=0.2))
+    download.run(config(params, source="ndjson", path=str(ndjson_dir), test_fraction=0.2), HERE)
     raw = workdir / "data" / "raw"
     records = source_records(ndjson_dir)
     train = [r for w in NDJSON_WORDS for r in read_rows(raw / "train_simplified" / f"{w}.csv")]
@@ -189,7 +192,7 @@ def test_ndjson_converts_to_kaggle_layout(workdir: Path, params: dict, ndjson_di
     counts = Counter(r["word"] for r in solution)
     assert (counts["The_Eiffel_Tower"], counts["airplane"], counts["cat"] in (4, 5)) == (5, 3, True)
     m = metrics()
-    assert (m["train/files"], m["test/rows"], m["rejected/bad_json"], m["rejected_rows"]) == (
+    assert (m["train/files"], m["test/rows"], m["rejected/unparseable"], m["rejected_rows"]) == (
         3,
         len(test),
         1,
@@ -199,7 +202,7 @@ def test_ndjson_converts_to_kaggle_layout(workdir: Path, params: dict, ndjson_di
 
 def test_ndjson_test_split_is_seeded(workdir: Path, params: dict, ndjson_dir: Path) -> None:
     def test_keys(seed: int) -> list[str]:
-        download.run(config(params, source="ndjson", path=str(ndjson_dir), seed=seed))
+        download.run(config(params, source="ndjson", path=str(ndjson_dir), seed=seed), HERE)
         return [r["key_id"] for r in read_rows(Path("data/raw/test_simplified.csv"))]
 
     assert test_keys(1) == test_keys(1)
@@ -227,17 +230,20 @@ def test_ndjson_records_without_a_drawing_are_counted(
         {**good, "word": "dog"},
     ]
     (folder / "cat.ndjson").write_text("\n".join(json.dumps(x) for x in lines) + "\n\n")
-    download.run(config(params, source="ndjson", path=str(folder), test_fraction=0.01))
+    download.run(config(params, source="ndjson", path=str(folder), test_fraction=0.01), HERE)
     rows = read_rows(Path("data/raw/train_simplified/cat.csv"))
     assert [(r["key_id"], r["recognized"], r["timestamp"]) for r in rows] == [
         ("123", "False", "2017-01-01 00:00:00.1")
     ]
-    assert metrics()["rejected/bad_record"] == 4
+    m = metrics()
+    got = {r: m[f"rejected/{r}"] for r in ("bad_key_id", "unparseable", "word_mismatch")}
+    assert got == {"bad_key_id": 1, "unparseable": 2, "word_mismatch": 1}  # "x" and [1, 2]
+    assert m["rejected_rows"] == 4
 
 
 def test_ndjson_bad_fraction_and_empty_folder(workdir: Path, params: dict, tmp_path: Path) -> None:
     with pytest.raises(PipelineError, match=re.escape("no <word>.ndjson files")):
-        download.run(config(params, source="ndjson", path=str(tmp_path)))
+        download.run(config(params, source="ndjson", path=str(tmp_path)), HERE)
     (tmp_path / "cat.ndjson").write_text("{}\n")
     with pytest.raises(PipelineError, match="test_fraction"):
-        download.run(config(params, source="ndjson", path=str(tmp_path), test_fraction=1.0))
+        download.run(config(params, source="ndjson", path=str(tmp_path), test_fraction=1.0), HERE)

@@ -11,27 +11,31 @@ import pytest
 from PIL import Image
 
 from pipeline import evaluate
-from pipeline.config import EvaluateConfig
-from pipeline.errors import PipelineError
-from pipeline.inference import load_checkpoint, predict_proba
-from pipeline.metrics import map_at_k, top_k_accuracy, topk_indices
-from pipeline.store import Drawings, DrawingStore
-from tests.test_predict import CLASSES, make_checkpoint, make_store
+from pipeline.common.config import EvaluateConfig
+from pipeline.common.errors import PipelineError
+from pipeline.common.paths import Paths
+from pipeline.core.drawings import Drawings
+from pipeline.core.store import DrawingStore
+from pipeline.models.checkpoint import load_model
+from pipeline.models.inference import predict_proba
+from pipeline.scoring.metrics import map_at_k, top_k_accuracy, topk_indices
+from pipeline.scoring.reports import CAPTION_H, TILE, most_confident_mistakes, render_gallery
+from tests.conftest import CLASSES, make_checkpoint, make_labelled_store
 
 CFG = EvaluateConfig(batch_size=8, gallery_size=4)
 
 
 @pytest.fixture
 def evaluated(tmp_path: Path) -> tuple[dict[str, float], Path, Path, Path]:
-    store = make_store(tmp_path / "drawings.zarr", n_val=24)
-    model = make_checkpoint(tmp_path / "model.pt")
-    reports = tmp_path / "reports"
-    metrics = evaluate.run(CFG, store, model, reports, tmp_path / "metrics" / "evaluate.json")
-    return metrics, store, model, reports
+    paths = Paths.under(tmp_path)
+    store = make_labelled_store(paths.store_path, n_val=24)
+    model = make_checkpoint(paths.model_path)
+    metrics = evaluate.run(CFG, paths)
+    return metrics, store, model, paths.reports_dir
 
 
 def val_proba(store: Path, model_path: Path) -> tuple[np.ndarray, np.ndarray]:
-    model, meta = load_checkpoint(model_path)
+    model, meta = load_model(model_path)
     drawings = DrawingStore(store).split("val").read()
     return predict_proba(model, meta, drawings, batch_size=8), drawings.labels.astype(np.int64)
 
@@ -78,7 +82,7 @@ def test_gallery_shows_the_most_confident_mistakes(evaluated: tuple) -> None:
     image = Image.open(reports / "gallery.png")
     columns = int(np.ceil(np.sqrt(shown)))
     rows = int(np.ceil(shown / columns))
-    assert image.size == (columns * evaluate.TILE, rows * (evaluate.TILE + evaluate.CAPTION_H))
+    assert image.size == (columns * TILE, rows * (TILE + CAPTION_H))
     # Strokes were drawn: the tile holds dark pixels, not just the white background.
     assert (np.asarray(image.convert("L")) < 64).sum() > 100
 
@@ -87,37 +91,39 @@ def test_most_confident_mistakes_order() -> None:
     proba = np.array([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8], [0.7, 0.3]])
     predicted = proba.argmax(1)
     labels = np.array([1, 1, 1, 0])
-    assert evaluate.most_confident_mistakes(proba, predicted, labels, 5).tolist() == [0, 1]
-    assert evaluate.most_confident_mistakes(proba, predicted, labels, 1).tolist() == [0]
+    assert most_confident_mistakes(proba, predicted, labels, 5).tolist() == [0, 1]
+    assert most_confident_mistakes(proba, predicted, labels, 1).tolist() == [0]
 
 
 def test_gallery_without_mistakes_is_still_a_png(tmp_path: Path) -> None:
-    evaluate.render_gallery(Drawings.empty(), [], tmp_path / "g.png")
+    render_gallery(Drawings.empty(), [], tmp_path / "g.png")
     assert Image.open(tmp_path / "g.png").format == "PNG"
 
 
 def test_long_class_names_are_shortened_to_the_tile(tmp_path: Path) -> None:
     drawing = Drawings.from_strokes([[([0, 255], [0, 255])], [([10], [10])]])  # a line and a dot
     captions = [("The Eiffel Tower", "-> animal migration 97%")] * 2
-    evaluate.render_gallery(drawing, captions, tmp_path / "g.png", tile=64)
-    assert Image.open(tmp_path / "g.png").size == (2 * 64, 64 + evaluate.CAPTION_H)
+    render_gallery(drawing, captions, tmp_path / "g.png", tile=64)
+    assert Image.open(tmp_path / "g.png").size == (2 * 64, 64 + CAPTION_H)
 
 
 def test_refuses_a_model_trained_on_other_classes(tmp_path: Path) -> None:
-    store = make_store(tmp_path / "drawings.zarr")
-    model = make_checkpoint(tmp_path / "model.pt", classes=[*CLASSES[:-1], "zebra"])
-    with pytest.raises(PipelineError, match="dvc repro train"):
-        evaluate.run(CFG, store, model, tmp_path / "r", tmp_path / "e.json")
+    paths = Paths.under(tmp_path)
+    make_labelled_store(paths.store_path)
+    make_checkpoint(paths.model_path, classes=[*CLASSES[:-1], "zebra"])
+    with pytest.raises(PipelineError, match=r"different class list.*'zebra'.*dvc repro train"):
+        evaluate.run(CFG, paths)
 
 
 def test_missing_model_says_to_train(tmp_path: Path) -> None:
-    store = make_store(tmp_path / "drawings.zarr")
+    paths = Paths.under(tmp_path)
+    make_labelled_store(paths.store_path)
     with pytest.raises(PipelineError, match="dvc repro train"):
-        evaluate.run(CFG, store, tmp_path / "none.pt", tmp_path / "r", tmp_path / "e.json")
+        evaluate.run(CFG, paths)
 
 
 def test_main_writes_the_dvc_outputs(workdir: Path) -> None:
-    make_store(workdir / "data/processed/drawings.zarr")
+    make_labelled_store(workdir / "data/processed/drawings.zarr")
     make_checkpoint(workdir / "models/model.pt")
     evaluate.main(["--params", "configs/params.yaml"])
     for name in ("metrics/evaluate.json", "reports/per_class.csv", "reports/confusion.json",

@@ -27,14 +27,18 @@ import pytest
 import torch
 
 from pipeline import download
-from pipeline.config import DownloadConfig, PreprocessConfig, from_dict
-from pipeline.drawing import UNPARSEABLE
-from pipeline.errors import PipelineError
-from pipeline.inference import load_checkpoint
+from pipeline.common.config import DownloadConfig, PreprocessConfig, from_dict
+from pipeline.common.errors import PipelineError
+from pipeline.common.paths import Paths
+from pipeline.core.store import DrawingStore
+from pipeline.ingest.reasons import Reason
+from pipeline.ingest.rows import TEST_READ, TEST_REQUIRED, read_rows
+from pipeline.models.checkpoint import load_model
 from pipeline.preprocess import run as preprocess_run
-from pipeline.rows import TEST_COLUMNS, TEST_REQUIRED, read_rows
-from pipeline.store import DrawingStore
-from pipeline.submission import validate_submission
+from pipeline.scoring.submission import validate_submission
+from pipeline.sources import kaggle
+
+HERE = Paths.under(".")  # the repo layout, relative to the cwd (tests chdir into `workdir`)
 
 GOOD = "[[[0, 10, 20], [5, 15, 25]], [[30], [40]]]"
 TRAIN_HEADER = "countrycode,drawing,key_id,recognized,timestamp,word"
@@ -66,10 +70,11 @@ def raw_layout(root: Path, train: dict[str, bytes | str], test: bytes | str) -> 
 
 
 def preprocess(raw: Path, out: Path) -> tuple[dict, DrawingStore, list[dict[str, str]]]:
-    metrics = preprocess_run(PRE_CFG, raw, out / "processed", out / "m.json", progress=False)
-    with open(out / "processed" / "rejects.csv", newline="") as f:
+    paths = dataclasses.replace(Paths.under(out), raw_dir=raw)
+    metrics = preprocess_run(PRE_CFG, paths, show_progress=False)
+    with open(paths.rejects_csv, newline="") as f:
         rejects = list(csv.DictReader(f))
-    return metrics, DrawingStore(out / "processed" / "drawings.zarr"), rejects
+    return metrics, DrawingStore(paths.store_path), rejects
 
 
 def lines(*rows: str, end: str = "\n") -> str:
@@ -157,8 +162,8 @@ def read_test_rows(path: Path, block_bytes: int) -> list[tuple[int, int, int]]:
     """(line, key_id, reason) of every test row, through `read_rows` with the given block size."""
     return [
         (int(line), int(key), int(reason))
-        for b in read_rows(path, TEST_COLUMNS, required=TEST_REQUIRED, block_bytes=block_bytes)
-        for line, key, reason in zip(b.lines, b.drawings.key_ids, b.reason, strict=True)
+        for b in read_rows(path, TEST_READ, required=TEST_REQUIRED, block_bytes=block_bytes)
+        for line, key, reason in zip(b.column("line"), b.key_ids, b.column("reason"), strict=True)
     ]
 
 
@@ -175,7 +180,7 @@ SPANNING = GOOD.replace(", [[30]", ",\n[[30]")  # a valid drawing over two lines
         # A closing quote gone missing: the next row is not swallowed, and this one is whole.
         (f'1,US,"{GOOD}\n2,GB,{QUOTED}\n3,FR,{QUOTED}\n', [(2, 1, 0), (3, 2, 0), (4, 3, 0)]),
         # The same with a broken drawing: rejected, and still nothing swallowed.
-        (f'1,US,"[[[1, 2\n2,GB,{QUOTED}\n', [(2, 1, UNPARSEABLE), (3, 2, 0)]),
+        (f'1,US,"[[[1, 2\n2,GB,{QUOTED}\n', [(2, 1, Reason.UNPARSEABLE), (3, 2, 0)]),
         # A valid drawing quoted over two lines is one row.
         (f'1,US,"{SPANNING}"\n2,GB,{QUOTED}\n', [(2, 1, 0), (4, 2, 0)]),
         # Thousands of blank lines, then rows; no trailing newline.
@@ -197,8 +202,8 @@ def test_a_row_longer_than_many_blocks_is_read_whole(tmp_path: Path) -> None:
         tmp_path / "t.csv", f'key_id,countrycode,drawing\n1,US,"{drawing}"\n2,GB,{QUOTED}\n'
     )
     assert read_test_rows(path, 8) == [(2, 1, 0), (3, 2, 0)]
-    (block,) = read_rows(path, TEST_COLUMNS, required=TEST_REQUIRED, block_bytes=8 << 10)
-    assert len(block.drawings.drawing(0)) == 500 * 40
+    (block,) = read_rows(path, TEST_READ, required=TEST_REQUIRED, block_bytes=8 << 10)
+    assert len(block.drawing(0)) == 500 * 40
 
 
 def test_a_csv_with_old_mac_line_ends_is_one_clear_error(tmp_path: Path) -> None:
@@ -235,7 +240,7 @@ def test_local_folder_with_bom_and_crlf_is_accepted(workdir: Path, params: dict)
         {"cat": "\ufeff" + lines(TRAIN_HEADER, *good_lines("cat", 3), end="\r\n")},
         "\ufeff" + TEST_OK.replace("\n", "\r\n"),
     )
-    metrics = download.run(download_cfg(params, source="local", path=str(src)))
+    metrics = download.run(download_cfg(params, source="local", path=str(src)), HERE)
     assert (metrics["train/rows"], metrics["test/rows"]) == (3, 1)
 
 
@@ -249,9 +254,8 @@ def test_ndjson_with_bom_crlf_and_bad_bytes_converts_the_good_lines(
         [*good, b'{"word": "cat", "key_id": "7\xff"}', b"\x00\x01binary", b'{"word": "ca']
     )
     write_file(workdir / "nd" / "cat.ndjson", data)
-    metrics = download.run(
-        download_cfg(params, source="ndjson", path=str(workdir / "nd"), test_fraction=0.2)
-    )
+    cfg = download_cfg(params, source="ndjson", path=str(workdir / "nd"), test_fraction=0.2)
+    metrics = download.run(cfg, HERE)
     assert metrics["train/rows"] + metrics["test/rows"] == 10
     assert metrics["rejected_rows"] == 3
 
@@ -296,7 +300,7 @@ def test_zip_unwrapped_from_a_single_file_download_is_checked_too(tmp_path: Path
     with zipfile.ZipFile(staging / "test_simplified.csv.zip", "w") as zf:
         zf.writestr(info, "/etc/passwd")
     with pytest.raises(PipelineError, match="is a symlink; refusing"):
-        download._downloaded_file(staging, "test_simplified.csv")
+        kaggle._downloaded_file(staging, "test_simplified.csv")
     assert sorted(p.name for p in staging.iterdir()) == ["test_simplified.csv.zip"]
 
 
@@ -308,7 +312,7 @@ def test_zip_bomb_like_duplicate_names_are_refused(tmp_path: Path) -> None:
     path = write_file(tmp_path / "train_simplified.zip", buffer.getvalue())
     (tmp_path / "out").mkdir()
     with pytest.raises(PipelineError, match="share a file name"):
-        download.extract_csvs(path, tmp_path / "out")
+        kaggle.extract_csvs(path, tmp_path / "out")
     assert list((tmp_path / "out").iterdir()) == []
 
 
@@ -316,10 +320,11 @@ def test_zip_bomb_like_duplicate_names_are_refused(tmp_path: Path) -> None:
 
 
 def write_checkpoint(path: Path) -> Path:
-    from pipeline.features import feature_meta
-    from pipeline.model import ModelConfig, build_model
+    from pipeline.core.features import feature_meta
+    from pipeline.models import build_model
+    from pipeline.models.rnn import SequenceConfig
 
-    cfg = ModelConfig(
+    cfg = SequenceConfig(
         model="gru", n_features=9, n_classes=3, hidden_size=8, num_layers=1, conv_channels=[4],
         conv_kernel=3, conv_stride=1, batch_norm=False, dropout=0.0, pooling="mean",
     )  # fmt: skip
@@ -360,7 +365,7 @@ def test_damaged_model_is_one_clear_error_naming_it(tmp_path: Path, damage: str)
     else:
         torch.save({"model": {}}, path)
     with pytest.raises(PipelineError) as err:
-        load_checkpoint(path)
+        load_model(path)
     assert str(path) in str(err.value) and "\n" not in str(err.value)
 
 
@@ -371,7 +376,7 @@ def test_checkpoint_with_code_in_it_is_refused_unrun(tmp_path: Path) -> None:
     ckpt["meta"]["extra"] = RunsCode(marker)
     torch.save(ckpt, path)
     with pytest.raises(PipelineError, match=r"model\.pt"):
-        load_checkpoint(path)
+        load_model(path)
     assert not marker.exists()
 
 
@@ -380,21 +385,22 @@ def test_damaged_last_checkpoint_restarts_training_with_a_warning(
     tmp_path: Path, params: dict, caplog: pytest.LogCaptureFixture, damage: str
 ) -> None:
     from pipeline import train
-    from tests.test_train import make_store, train_config
+    from tests.conftest import make_polygon_store, train_config
 
-    store = make_store(tmp_path / "drawings.zarr")
+    paths = Paths.under(tmp_path)
+    make_polygon_store(paths.store_path)
     cfg = train_config(params, epochs=1)
-    ckpt_dir, marker = tmp_path / "ckpt", tmp_path / "code-ran"
-    train.run(cfg, store, tmp_path / "m.pt", ckpt_dir, None, stop_after_steps=2)
-    last = ckpt_dir / "last.pt"
+    marker = tmp_path / "code-ran"
+    train.run(cfg, paths, stop_after_steps=2, log_live=False)
+    last = paths.checkpoint_dir / "last.pt"
     if damage == "truncated":
         last.write_bytes(last.read_bytes()[:1000])
     else:
         ckpt = torch.load(last, weights_only=True)
         ckpt["state"]["trap"] = RunsCode(marker)
         torch.save(ckpt, last)
-    with caplog.at_level(logging.INFO, logger="pipeline.train"):
-        train.run(cfg, store, tmp_path / "m.pt", ckpt_dir, None)
+    with caplog.at_level(logging.INFO, logger="pipeline.training"):
+        train.run(cfg, paths, log_live=False)
     assert f"cannot read {last}" in caplog.text and "starting fresh" in caplog.text
     assert "resuming" not in caplog.text
     assert not marker.exists()

@@ -16,9 +16,12 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from pipeline.drawing import OK, REASONS, parse_drawings
-from pipeline.features import FEATURES, N_FEATURES, Augment, featurize, pad_batch
-from pipeline.store import Drawings
+from pipeline.core.drawings import Drawings
+from pipeline.core.features import FEATURES, N_FEATURES, Augment, featurize, pad_batch
+from pipeline.ingest.parse import parse_drawings
+from pipeline.ingest.reasons import Reason
+
+OK = Reason.OK
 
 COL = {name: i for i, name in enumerate(FEATURES)}
 VALID = "[[[10, 20, 30], [40, 50, 60]], [[0], [255]]]"
@@ -65,18 +68,18 @@ def check_against_oracle(texts: list) -> None:
     assert len(parsed) == len(batch)
     assert parsed.offsets[0] == 0 and (np.diff(parsed.offsets) >= 0).all()
     assert parsed.offsets[-1] == len(parsed.points)
-    assert set(parsed.reasons.tolist()) <= set(range(len(REASONS)))
+    assert set(parsed.column("reason").tolist()) <= {int(r) for r in Reason}
     for i, text in enumerate(batch):
         kind, expected = oracle(text)
         points = parsed.points[parsed.offsets[i] : parsed.offsets[i + 1]]
         if kind == "rejected":
-            assert parsed.reasons[i] != OK, text
+            assert parsed.column("reason")[i] != OK, text
             assert len(points) == 0, text
         elif kind == "simplified":
-            assert parsed.reasons[i] == OK, text
+            assert parsed.column("reason")[i] == OK, text
             np.testing.assert_array_equal(points, expected, err_msg=repr(text))
         else:  # raw: accepted, rescaled onto the 0..255 grid, strokes kept
-            assert parsed.reasons[i] == OK, text
+            assert parsed.column("reason")[i] == OK, text
             strokes = json.loads(text)
             assert len(points) == sum(len(s[0]) for s in strokes)
             assert points[:, 2].sum() == len(strokes) and points[-1, 2] == 1
@@ -129,7 +132,7 @@ def test_arbitrary_bytes_are_never_misread(blobs: list[bytes]) -> None:
     for i, blob in enumerate(batch):
         kind, expected = oracle(blob)
         points = parsed.points[parsed.offsets[i] : parsed.offsets[i + 1]]
-        assert (parsed.reasons[i] == OK) == (kind != "rejected"), blob
+        assert (parsed.column("reason")[i] == OK) == (kind != "rejected"), blob
         if kind == "simplified":
             np.testing.assert_array_equal(points, expected)
 
@@ -179,7 +182,9 @@ def ragged_drawings(draw: st.DrawFn) -> Drawings:
     if draw(st.booleans()):  # the store's invariant: every drawing ends a stroke
         points[offsets[1:][np.diff(offsets) > 0] - 1, 2] = 1
     n = len(lengths)
-    return Drawings(points, offsets, np.zeros(n, np.int16), np.arange(n, dtype=np.int64))
+    return Drawings(
+        points, offsets, label=np.zeros(n, np.int16), key_id=np.arange(n, dtype=np.int64)
+    )
 
 
 augments = st.one_of(

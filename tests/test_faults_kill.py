@@ -10,6 +10,7 @@ between committing one output and the next.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -25,10 +26,11 @@ import pytest
 import torch
 
 from pipeline import download, evaluate, predict, preprocess, train
-from pipeline.config import DownloadConfig, PreprocessConfig, from_dict
-from pipeline.inference import load_checkpoint
-from pipeline.store import DrawingStore
-from pipeline.submission import validate_submission
+from pipeline.common.config import DownloadConfig, PreprocessConfig, from_dict
+from pipeline.common.paths import Paths
+from pipeline.core.store import DrawingStore
+from pipeline.models.checkpoint import load_model
+from pipeline.scoring.submission import validate_submission
 from tests.conftest import REPO_DIR, tiny_params, write_params
 
 # Loaded by every Python process started with the hooks folder on PYTHONPATH.
@@ -123,8 +125,8 @@ def test_killed_download_is_never_accepted_and_reruns_to_the_same_files(
     params["download"]["synthetic_train_per_class"] = 2000  # about a second of drawing
     root = make_root(tmp_path / "repo", params)
     reference = tmp_path / "reference"
-    download.run(from_dict(DownloadConfig, params["download"]), raw_dir=reference,
-                 metrics_path=tmp_path / "reference.json")  # fmt: skip
+    elsewhere = dataclasses.replace(Paths.under(tmp_path), raw_dir=reference)
+    download.run(from_dict(DownloadConfig, params["download"]), elsewhere)
     data = root / "data"
 
     # Killed on its first run, after the first class file was written.
@@ -146,11 +148,12 @@ def test_killed_preprocess_keeps_the_old_store_and_reruns_to_the_same_store(
 ) -> None:
     params["download"]["synthetic_train_per_class"] = 1000
     root = make_root(tmp_path / "repo", params)
-    download.run(from_dict(DownloadConfig, params["download"]), raw_dir=root / "data/raw",
-                 metrics_path=tmp_path / "download.json")  # fmt: skip
+    download.run(from_dict(DownloadConfig, params["download"]), Paths.under(root))
     reference = tmp_path / "reference"
-    preprocess.run(from_dict(PreprocessConfig, params["preprocess"]), root / "data/raw",
-                   reference, tmp_path / "reference.json", progress=False)  # fmt: skip
+    elsewhere = dataclasses.replace(Paths.under(tmp_path), raw_dir=root / "data/raw",
+                                    processed_dir=reference)  # fmt: skip
+    preprocess.run(from_dict(PreprocessConfig, params["preprocess"]), elsewhere,
+                   show_progress=False)  # fmt: skip
     data = root / "data"
 
     def parsing() -> bool:
@@ -178,11 +181,11 @@ def last_state(root: Path) -> dict:
 
 @pytest.mark.slow
 def test_killed_training_resumes_from_its_last_checkpoint(tmp_path: Path, params: dict) -> None:
-    from tests.test_train import make_store
+    from tests.conftest import make_polygon_store
 
     params["train"].update(epochs=12, threads=1)  # 5 steps per epoch, a checkpoint per epoch
     root = make_root(tmp_path / "repo", params)
-    make_store(root / "data/processed/drawings.zarr")
+    make_polygon_store(root / "data/processed/drawings.zarr")
     checkpoint = root / "checkpoints/last.pt"
 
     def a_few_epochs_done() -> bool:
@@ -193,7 +196,7 @@ def test_killed_training_resumes_from_its_last_checkpoint(tmp_path: Path, params
     killed = last_state(root)
     assert 15 <= killed["step"] < killed["total_steps"]
     if (root / "models/model.pt").exists():  # whatever was exported is a whole, loadable model
-        load_checkpoint(root / "models/model.pt")
+        load_model(root / "models/model.pt")
 
     log = finish("train", root)
     assert f"resuming from checkpoints/last.pt: epoch {killed['epoch']}" in log
@@ -202,7 +205,7 @@ def test_killed_training_resumes_from_its_last_checkpoint(tmp_path: Path, params
     assert done["step"] == done["total_steps"] == 12 * 5
     assert done["elapsed_s"] > killed["elapsed_s"]  # the clock carried on, it did not restart
     assert len(done["history"]) == 12  # one row per epoch: none lost, none repeated
-    _, meta = load_checkpoint(root / "models/model.pt")
+    _, meta = load_model(root / "models/model.pt")
     summary = json.loads((root / "dvclive/metrics.json").read_text())
     assert meta["val/map3"] == summary["val/map3"] == max(r["val/map3"] for r in done["history"])
 

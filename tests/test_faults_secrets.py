@@ -23,8 +23,9 @@ from types import SimpleNamespace
 import pytest
 import requests
 
-from pipeline import download, kaggle_api, submit
-from pipeline.errors import PipelineError
+from pipeline import download, submit
+from pipeline.common.errors import PipelineError
+from pipeline.sources import kaggle as kaggle_api
 from tests.conftest import REPO_DIR, write_params
 
 USERNAME = "fake-user-7f3a9c"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.features import FEATURES, N_FEATURES, Augment, featurize, pad_batch
-from pipeline.store import Drawings
+from pipeline.core.drawings import Drawings
+from pipeline.core.features import FEATURES, N_FEATURES, Augment, featurize, pad_batch
 
 COL = {name: i for i, name in enumerate(FEATURES)}
 SQUARE = [([10, 110, 110, 10], [20, 20, 120, 120]), ([10, 60], [20, 70])]  # 2 strokes, 6 points

@@ -17,13 +17,16 @@ import sys
 import zipfile
 from pathlib import Path, PurePosixPath
 from types import SimpleNamespace
+from unittest import mock
 
 import pytest
 import requests
 
-from pipeline import download, kaggle_api
-from pipeline.config import DownloadConfig, from_dict
-from pipeline.errors import PipelineError
+from pipeline import download
+from pipeline.common.config import DownloadConfig, from_dict
+from pipeline.common.errors import PipelineError
+from pipeline.common.paths import Paths
+from pipeline.sources import kaggle as kaggle_api
 
 COMPETITION = "quickdraw-doodle-recognition"
 SECRET = "0123456789abcdef0123456789abcdef"
@@ -103,9 +106,15 @@ def secret_env(monkeypatch: pytest.MonkeyPatch) -> None:
 # ---------------------------------------------------------------- downloading
 
 
+def download_with(api: object, cfg: object) -> dict:
+    """The download stage with `api` in place of the real client (cwd: the repo layout)."""
+    with mock.patch.object(kaggle_api, "get_api", return_value=api):
+        return download.run(cfg, Paths.under("."))
+
+
 def test_fetches_only_the_simplified_files_and_lays_them_out(workdir: Path, cfg) -> None:
     api = FakeKaggle(competition_files())
-    metrics = download.run(cfg, api=api)
+    metrics = download_with(api, cfg)
     assert sorted(api.downloads) == [
         "sample_submission.csv",
         "test_simplified.csv",
@@ -122,11 +131,11 @@ def test_fetches_only_the_simplified_files_and_lays_them_out(workdir: Path, cfg)
 
 
 def test_rerun_skips_complete_files_and_refetches_partial_ones(workdir: Path, cfg) -> None:
-    download.run(cfg, api=FakeKaggle(competition_files()))
+    download_with(FakeKaggle(competition_files()), cfg)
     cached_test = workdir / "data" / "cache" / COMPETITION / "test_simplified.csv"
     cached_test.write_bytes(TEST_CSV[:10])  # a cut-off copy: its size differs from the listing
     api = FakeKaggle(competition_files())
-    download.run(cfg, api=api)
+    download_with(api, cfg)
     assert api.downloads == ["test_simplified.csv"]
     assert cached_test.read_bytes() == TEST_CSV
 
@@ -139,7 +148,7 @@ def test_single_file_zipped_by_kaggle_is_unwrapped(workdir: Path, cfg) -> None:
     api.saved_as["test_simplified.csv"] = "test_simplified.csv.zip"
     listing_sizes = FakeKaggle(files)  # the listing gives the unzipped size
     api.competition_list_files = listing_sizes.competition_list_files
-    download.run(cfg, api=api)
+    download_with(api, cfg)
     assert (workdir / "data" / "raw" / "test_simplified.csv").read_bytes() == TEST_CSV
 
 
@@ -149,7 +158,7 @@ def test_train_csvs_listed_one_by_one(workdir: Path, cfg) -> None:
     files |= {"train_simplified/cat.csv": TRAIN_CSV, "train_simplified/paint can.csv": TRAIN_CSV}
     api = FakeKaggle(files)
     api.saved_as["train_simplified/paint can.csv"] = "paint%20can.csv"  # named after the URL
-    download.run(cfg, api=api)
+    download_with(api, cfg)
     names = sorted(p.name for p in (workdir / "data" / "raw" / "train_simplified").iterdir())
     assert names == ["cat.csv", "paint can.csv"]
 
@@ -175,7 +184,7 @@ def test_unsafe_zip_members_are_refused_before_writing(
         zf.writestr("cat.csv", TRAIN_CSV)  # a good member first: it must not be written either
         zf.writestr(info, "/etc/passwd" if symlink else "x")
     with pytest.raises(PipelineError, match=expected) as err:
-        download.run(cfg, api=FakeKaggle(competition_files(buffer.getvalue())))
+        download_with(FakeKaggle(competition_files(buffer.getvalue())), cfg)
     assert "train_simplified.zip" in str(err.value)
     assert not (workdir / "data" / "raw").exists()
     assert not list(workdir.rglob("evil.csv")) and not list(workdir.rglob("cat.csv"))
@@ -184,7 +193,7 @@ def test_unsafe_zip_members_are_refused_before_writing(
 def test_truncated_zip_names_the_file(workdir: Path, cfg) -> None:
     whole = competition_files()["train_simplified.zip"]
     with pytest.raises(PipelineError, match="truncated or corrupt") as err:
-        download.run(cfg, api=FakeKaggle(competition_files(whole[: len(whole) // 2])))
+        download_with(FakeKaggle(competition_files(whole[: len(whole) // 2])), cfg)
     assert f"data/cache/{COMPETITION}/train_simplified.zip is" in str(err.value)
     assert not (workdir / "data" / "raw").exists()
 
@@ -193,7 +202,7 @@ def test_corrupt_member_data_names_the_file(workdir: Path, cfg) -> None:
     data = bytearray(make_zip({"cat.csv": TRAIN_CSV}, zipfile.ZIP_STORED))
     data[data.index(b"countrycode")] ^= 0xFF  # flip a byte of the stored CSV: CRC mismatch
     with pytest.raises(PipelineError, match=r"train_simplified\.zip is truncated or corrupt"):
-        download.run(cfg, api=FakeKaggle(competition_files(bytes(data))))
+        download_with(FakeKaggle(competition_files(bytes(data))), cfg)
 
 
 # ---------------------------------------------------------------- errors and credentials
@@ -232,7 +241,7 @@ def test_http_errors_end_with_one_line_saying_what_to_do(
 def test_network_failure_is_explained(workdir: Path, cfg) -> None:
     api = FakeKaggle(competition_files(), error=requests.ConnectionError("no route"))
     with pytest.raises(PipelineError, match=r"cannot reach kaggle\.com"):
-        download.run(cfg, api=api)
+        download_with(api, cfg)
 
 
 def test_redact_hides_credential_values() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.metrics import (
+from pipeline.scoring.metrics import (
     confusion_counts,
     map_at_k,
     per_class_table,
@@ -70,7 +70,7 @@ def test_topk_is_descending_with_stable_ties() -> None:
 
 
 def test_topk_agrees_with_full_sort_across_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("pipeline.metrics._SORT_CHUNK", 7)  # force several chunks
+    monkeypatch.setattr("pipeline.scoring.metrics._SORT_CHUNK", 7)  # force several chunks
     proba = np.random.default_rng(1).random((50, 9)).astype(np.float32)
     assert np.array_equal(topk_indices(proba, 3), np.argsort(-proba, axis=1)[:, :3])
     tied = np.round(proba, 1)  # many equal scores per row
@@ -109,16 +109,18 @@ def test_per_class_table_is_worst_first() -> None:
     classes = ["cat", "dog", "eye"]
     top = np.array([[0, 1, 2], [1, 0, 2], [1, 0, 2], [2, 1, 0], [0, 1, 2]])
     labels = np.array([0, 0, 1, 1, 2])
-    rows = per_class_table(top, labels, classes)
-    assert [r["class"] for r in rows] == ["eye", "cat", "dog"]
-    eye, cat, dog = rows
+    table = per_class_table(top, labels, classes)
+    assert list(table.columns) == ["class", "n", "top1", "map3", "confused_with", "confused_n"]
+    assert table["class"].tolist() == ["eye", "cat", "dog"]
+    eye, cat, dog = (table.iloc[i] for i in range(3))
     assert (eye["n"], eye["top1"], eye["map3"]) == (1, 0.0, pytest.approx(1 / 3))
-    assert eye["confused_with"] == "cat"
+    assert (eye["confused_with"], eye["confused_n"]) == ("cat", 1)
     assert (cat["n"], cat["top1"], cat["map3"]) == (2, 0.5, pytest.approx(0.75))
+    assert (dog["n"], dog["top1"], dog["map3"]) == (2, 0.5, pytest.approx(0.75))  # tie: by name
     assert dog["confused_with"] == "eye"
 
 
 def test_per_class_table_skips_classes_without_drawings() -> None:
-    rows = per_class_table(np.array([[0, 1, 2]]), np.array([0]), ["a", "b", "c"])
-    assert [r["class"] for r in rows] == ["a"]
-    assert rows[0]["confused_with"] == ""
+    table = per_class_table(np.array([[0, 1, 2]]), np.array([0]), ["a", "b", "c"])
+    assert table["class"].tolist() == ["a"]
+    assert (table["confused_with"][0], table["confused_n"][0]) == ("", 0)

@@ -9,16 +9,18 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.features import N_FEATURES, feature_meta
-from pipeline.inference import load_checkpoint, predict_proba
-from pipeline.model import MODELS, ModelConfig, build_model
-from pipeline.store import Drawings
+from pipeline.core.drawings import Drawings
+from pipeline.core.features import N_FEATURES, feature_meta
+from pipeline.models import MODELS, build_model
+from pipeline.models.checkpoint import load_model
+from pipeline.models.inference import predict_proba
+from pipeline.models.rnn import SequenceConfig
 
 N_CLASSES = 7
 
 
-def small_config(model: str, **changes: object) -> ModelConfig:
-    cfg = ModelConfig(
+def small_config(model: str, **changes: object) -> SequenceConfig:
+    cfg = SequenceConfig(
         model=model, n_features=N_FEATURES, n_classes=N_CLASSES, hidden_size=12, num_layers=2,
         conv_channels=[8, 10], conv_kernel=5, conv_stride=2, batch_norm=True, dropout=0.1,
         pooling="meanmax",
@@ -100,7 +102,7 @@ def drawings(n: int, seed: int = 0) -> Drawings:
 
 def test_checkpoint_loads_with_weights_only_and_predicts_in_input_order(tmp_path: Path) -> None:
     save_checkpoint(tmp_path / "m.pt")
-    model, meta = load_checkpoint(tmp_path / "m.pt")
+    model, meta = load_model(tmp_path / "m.pt")
     batch = drawings(23)
     proba = predict_proba(model, meta, batch, batch_size=4)  # sorted by length inside
     assert proba.shape == (23, N_CLASSES) and proba.dtype == np.float32
@@ -113,7 +115,7 @@ def test_checkpoint_loads_with_weights_only_and_predicts_in_input_order(tmp_path
 
 def test_tta_is_seeded_and_averages_augmented_passes(tmp_path: Path) -> None:
     save_checkpoint(tmp_path / "m.pt", "bilstm")
-    model, meta = load_checkpoint(tmp_path / "m.pt")
+    model, meta = load_model(tmp_path / "m.pt")
     batch = drawings(12)
     plain = predict_proba(model, meta, batch, 8)
     a = predict_proba(model, meta, batch, 8, tta=2, seed=3)
@@ -124,7 +126,7 @@ def test_tta_is_seeded_and_averages_augmented_passes(tmp_path: Path) -> None:
 
 
 def test_missing_checkpoint_says_what_to_do(tmp_path: Path) -> None:
-    from pipeline.errors import PipelineError
+    from pipeline.common.errors import PipelineError
 
     with pytest.raises(PipelineError, match="dvc repro train"):
-        load_checkpoint(tmp_path / "nope.pt")
+        load_model(tmp_path / "nope.pt")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import download, evaluate, predict, preprocess, train
-from pipeline.submission import validate_submission
+from pipeline.scoring.submission import validate_submission
 from tests.conftest import REPO_DIR, write_params
 
 STAGES = (download, preprocess, train, evaluate, predict)

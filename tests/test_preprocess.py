@@ -12,10 +12,13 @@ import numpy as np
 import pytest
 import zarr
 
-from pipeline.config import PreprocessConfig
-from pipeline.errors import PipelineError
-from pipeline.preprocess import choose_val, interleave_order, interleave_windows, main, run
-from pipeline.store import DrawingStore, unpack_country
+from pipeline.common.config import PreprocessConfig
+from pipeline.common.errors import PipelineError
+from pipeline.common.paths import Paths
+from pipeline.core.store import DrawingStore, unpack_country
+from pipeline.ingest.interleave import interleave_order, interleave_windows
+from pipeline.ingest.split import choose_val
+from pipeline.preprocess import main, run
 from tests.conftest import write_params
 
 CFG = PreprocessConfig(
@@ -27,8 +30,9 @@ GOOD = json.dumps([[[0, 10, 20], [5, 15, 25]], [[30], [40]]])
 
 
 def preprocess(raw_dir: Path, out: Path, cfg: PreprocessConfig = CFG) -> tuple[dict, DrawingStore]:
-    metrics = run(cfg, raw_dir, out / "processed", out / "preprocess.json", progress=False)
-    return metrics, DrawingStore(out / "processed" / "drawings.zarr")
+    paths = dataclasses.replace(Paths.under(out), raw_dir=raw_dir)
+    metrics = run(cfg, paths, show_progress=False)
+    return metrics, DrawingStore(paths.store_path)
 
 
 def write_raw(raw_dir: Path, classes: dict[str, list[list[str]]], test: list[list[str]]) -> Path:
@@ -198,7 +202,7 @@ def test_every_bad_row_kind_is_rejected_with_its_reason(tmp_path: Path) -> None:
     assert {r: metrics[f"rejected/{r}"] for r in expected} == expected
     assert metrics["rejected_rows"] == 10
     assert metrics["train/drawings"] + metrics["val/drawings"] == 60
-    with open(tmp_path / "processed" / "rejects.csv", newline="") as f:
+    with open(tmp_path / "data" / "processed" / "rejects.csv", newline="") as f:
         rejects = list(csv.DictReader(f))
     assert len(rejects) == 10 and {r["file"] for r in rejects} == {"cat.csv"}
     assert [r["line"] for r in rejects][:2] == ["32", "33"]  # header is line 1
@@ -270,7 +274,8 @@ def test_a_missing_column_or_input_says_what_to_do(tmp_path: Path) -> None:
 def test_a_failed_run_leaves_the_previous_output_untouched(tmp_path: Path) -> None:
     raw = write_raw(tmp_path / "raw", {"cat": good_rows("cat", 30, 1)}, [["1", "US", GOOD]])
     preprocess(raw, tmp_path)
-    before = zarr.open_group(str(tmp_path / "processed" / "drawings.zarr"), mode="r").attrs.asdict()
+    store_path = tmp_path / "data" / "processed" / "drawings.zarr"
+    before = zarr.open_group(str(store_path), mode="r").attrs.asdict()
     # A class whose every row is bad fails the run, after pass 1 has written temp files.
     write_raw(
         tmp_path / "raw2",
@@ -279,7 +284,7 @@ def test_a_failed_run_leaves_the_previous_output_untouched(tmp_path: Path) -> No
     )
     with pytest.raises(PipelineError, match="'dog' has no usable drawings"):
         preprocess(tmp_path / "raw2", tmp_path)
-    after = zarr.open_group(str(tmp_path / "processed" / "drawings.zarr"), mode="r").attrs.asdict()
+    after = zarr.open_group(str(store_path), mode="r").attrs.asdict()
     assert before == after
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp folders
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.metrics import map_at_k, top_k_accuracy, topk_indices
-from pipeline.prior import balanced_weights, correct_priors
+from pipeline.scoring.metrics import map_at_k, top_k_accuracy, topk_indices
+from pipeline.scoring.prior import balanced_weights, correct_priors
 
 
 def test_two_class_bias_is_undone() -> None:

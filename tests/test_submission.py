@@ -8,8 +8,10 @@ from types import SimpleNamespace
 import pytest
 
 from pipeline import submit
-from pipeline.errors import PipelineError
-from pipeline.submission import label_token, validate_submission, write_submission
+from pipeline.common.errors import PipelineError
+from pipeline.common.paths import Paths
+from pipeline.scoring.submission import validate_submission, write_submission
+from pipeline.sources.layout import label_token
 
 CLASSES = ["cat", "dog", "eye", "paint can", "The Eiffel Tower"]
 KEY_IDS = [5562611447889920, 5002866102108160, 6284544044957696]
@@ -74,21 +76,38 @@ def test_validate_accepts_any_row_order(tmp_path: Path, test_csv: Path) -> None:
     assert validate_submission(path, test_csv, CLASSES) == 3
 
 
+def test_three_classes_that_spell_a_fourth_are_still_three_labels(
+    tmp_path: Path, test_csv: Path
+) -> None:
+    # All five are competition classes: 'baseball bat cat' is baseball, bat, cat, which is valid,
+    # while 'baseball bat dog eye' (four labels) is most likely 'baseball_bat' written with a space.
+    classes = ["baseball", "bat", "baseball bat", "bathtub", "cat", "dog", "eye"]
+    rows = [f"{KEY_IDS[0]},baseball bat cat", f"{KEY_IDS[1]},baseball_bat bat cat",
+            f"{KEY_IDS[2]},bathtub bat baseball"]  # fmt: skip
+    assert validate_submission(write_text(tmp_path, good_text(rows)), test_csv, classes) == 3
+    rows[0] = f"{KEY_IDS[0]},baseball bat dog eye"
+    with pytest.raises(PipelineError, match=r"line 2 .*write 'baseball bat' as 'baseball_bat'"):
+        validate_submission(write_text(tmp_path, good_text(rows)), test_csv, classes)
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
         ("id,word\n" + "\n".join(GOOD_ROWS) + "\n", "header must be 'key_id,word'"),
         ("", "empty file"),
         (good_text(GOOD_ROWS[:2]), f"missing, e.g. {KEY_IDS[2]}"),
-        (good_text([*GOOD_ROWS, "123,cat dog eye"]), "'123' is not in the test set"),
-        (good_text([*GOOD_ROWS, GOOD_ROWS[0]]), f"line 5: duplicate key_id {KEY_IDS[0]}"),
+        (
+            good_text([*GOOD_ROWS, "123,cat dog eye"]),
+            "line 5 (key_id 123): not a key_id of the test",
+        ),
+        (good_text([*GOOD_ROWS, GOOD_ROWS[0]]), f"line 5 (key_id {KEY_IDS[0]}): duplicate key_id"),
         (good_text([f"{KEY_IDS[0]},cat dog", *GOOD_ROWS[1:]]), "need exactly 3 labels, got 2"),
         (good_text([f"{KEY_IDS[0]},cat dog eye paint_can", *GOOD_ROWS[1:]]), "got 4"),
         (good_text([f"{KEY_IDS[0]},cat cat eye", *GOOD_ROWS[1:]]), "repeated label"),
         (good_text([f"{KEY_IDS[0]},cat dog horse", *GOOD_ROWS[1:]]), "unknown label 'horse'"),
         (good_text([f"{KEY_IDS[0]},paint can cat", *GOOD_ROWS[1:]]), "as 'paint_can'"),
         (good_text([f"{KEY_IDS[0]},cat  dog eye", *GOOD_ROWS[1:]]), "single spaces"),
-        (good_text([f"{KEY_IDS[0]},cat dog eye,x", *GOOD_ROWS[1:]]), "expected 2 columns"),
+        (good_text([f"{KEY_IDS[0]},cat dog eye,x", *GOOD_ROWS[1:]]), "Expected 2 fields in line 2"),
     ],
     ids=[
         "header",
@@ -181,9 +200,8 @@ def test_submit_requires_a_message(repo: Path) -> None:
 
 def test_submit_calls_competition_submit_after_validating(repo: Path) -> None:
     api = FakeKaggle()
-    submit.run(
-        Path("submissions/submission.csv"), "gru baseline", "quickdraw-doodle-recognition", api=api
-    )
+    submit.run(Path("submissions/submission.csv"), "gru baseline",
+               "quickdraw-doodle-recognition", Paths.under("."), api=api)  # fmt: skip
     assert api.calls == [
         {
             "file_name": "submissions/submission.csv",
@@ -197,16 +215,16 @@ def test_submit_never_uploads_an_invalid_file(repo: Path) -> None:
     api = FakeKaggle()
     Path("submissions/submission.csv").write_text(good_text([f"{KEY_IDS[0]},cat cat eye"]))
     with pytest.raises(PipelineError):
-        submit.run(Path("submissions/submission.csv"), "msg", "c", api=api)
+        submit.run(Path("submissions/submission.csv"), "msg", "c", Paths.under("."), api=api)
     assert api.calls == []
 
 
 def test_failed_upload_is_an_error(repo: Path) -> None:
     api = FakeKaggle(reply=submit.UPLOAD_FAILED)
     with pytest.raises(PipelineError, match="did not accept"):
-        submit.run(Path("submissions/submission.csv"), "msg", "c", api=api)
+        submit.run(Path("submissions/submission.csv"), "msg", "c", Paths.under("."), api=api)
 
 
 def test_classes_fall_back_to_nothing_with_a_clear_error(workdir: Path) -> None:
     with pytest.raises(PipelineError, match="dvc repro download"):
-        submit.read_classes()
+        submit.read_classes(Paths.under("."))

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.errors import PipelineError
-from pipeline.synthetic import CLASSES, rdp_mask, write_synthetic
+from pipeline.common.errors import PipelineError
+from pipeline.sources.synthetic import CLASSES, rdp_mask, write_synthetic
 
 N_CLASSES, TRAIN, TEST = 12, 40, 6
 

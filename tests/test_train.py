@@ -7,51 +7,27 @@ import json
 import logging
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
-from pipeline.config import TrainConfig, from_dict
-from pipeline.data import TrainBatches, shard_blocks
-from pipeline.features import Augment
-from pipeline.inference import load_checkpoint
-from pipeline.store import Drawings, SplitWriter, create_store
-from pipeline.train import lr_at, main, run
-
-
-def polygon_drawings(n_classes: int, per_class: int, seed: int) -> Drawings:
-    """Class c is a jittered polygon with c + 3 corners, randomly placed: easy but not trivial."""
-    rng = np.random.default_rng(seed)
-    items, labels = [], []
-    for i in range(n_classes * per_class):
-        c = i % n_classes
-        corners = c + 3
-        angle = rng.uniform(0, 2 * np.pi) + np.linspace(0, 2 * np.pi, corners + 1)
-        radius, centre = rng.uniform(30, 100), rng.uniform(100, 156, 2)
-        xs = np.clip(centre[0] + radius * np.cos(angle) + rng.normal(0, 3, corners + 1), 0, 255)
-        ys = np.clip(centre[1] + radius * np.sin(angle) + rng.normal(0, 3, corners + 1), 0, 255)
-        items.append([(xs.astype(int).tolist(), ys.astype(int).tolist())])
-        labels.append(c)
-    return Drawings.from_strokes(items, labels)
-
-
-def make_store(path: Path, n_classes: int = 4, per_class: int = 40, block_size: int = 32) -> Path:
-    root = create_store(path, [f"shape{c}" for c in range(n_classes)], {"counts": {}, "params": {}})
-    for split, n, seed in (("train", per_class, 0), ("val", per_class // 4, 1)):
-        writer = SplitWriter(root, split, block_size)
-        writer.append(polygon_drawings(n_classes, n, seed))
-        writer.close()
-    return path
-
-
-def train_config(params: dict, **changes: object) -> TrainConfig:
-    raw = params["train"] | {"time_budget_s": 0, "threads": 1, "shuffle_buffer_blocks": 2}
-    return dataclasses.replace(from_dict(TrainConfig, raw, "train"), **changes)
+from pipeline.common.errors import ConfigError
+from pipeline.common.paths import Paths
+from pipeline.core.batches import TrainBatches, make_loader, shard_blocks
+from pipeline.core.features import Augment
+from pipeline.models.checkpoint import load_model
+from pipeline.train import main, run
+from pipeline.training.schedule import lr_at
+from tests.conftest import make_polygon_store, train_config, write_params
 
 
 @pytest.fixture
 def store_path(tmp_path: Path) -> Path:
-    return make_store(tmp_path / "drawings.zarr")
+    return make_polygon_store(tmp_path / "drawings.zarr")
+
+
+def run_paths(root: Path, store_path: Path) -> Paths:
+    """The layout under `root`, reading the store at `store_path`."""
+    return dataclasses.replace(Paths.under(root), processed_dir=store_path.parent)
 
 
 def final_weights(checkpoint_dir: Path) -> dict[str, torch.Tensor]:
@@ -81,8 +57,6 @@ def test_batches_cover_the_shard_once_bucketed_and_differ_by_epoch(store_path: P
 
 
 def test_augmented_batches_are_the_same_whatever_the_worker_count(store_path: Path) -> None:
-    from pipeline.data import make_loader
-
     aug = Augment(scale=0.1, rotate_deg=10, stroke_dropout=0.2)
     data = TrainBatches(store_path, "train", [0, 1, 2], 16, 2, 64, aug, seed=0)
     one = [x for x, _, _ in make_loader(data, 0, False)]
@@ -99,20 +73,21 @@ def test_training_learns_and_exports_the_best_model(
     store_path: Path, tmp_path: Path, params: dict
 ) -> None:
     cfg = train_config(params, epochs=6, learning_rate=0.01)
-    result = run(cfg, store_path, tmp_path / "model.pt", tmp_path / "ckpt", tmp_path / "live")
-    history = torch.load(tmp_path / "ckpt" / "last.pt", weights_only=True)["state"]["history"]
+    paths = run_paths(tmp_path, store_path)
+    result = run(cfg, paths)
+    history = torch.load(paths.checkpoint_dir / "last.pt", weights_only=True)["state"]["history"]
     assert history[-1]["train/loss"] < history[0]["train/loss"] * 0.8
     assert result.summary["val/map3"] == max(row["val/map3"] for row in history)
     assert result.summary["val/map3"] > 0.6  # 4 shapes; chance is ~0.46
-    _, meta = load_checkpoint(tmp_path / "model.pt")
+    _, meta = load_model(paths.model_path)
     assert meta["classes"] == ["shape0", "shape1", "shape2", "shape3"]
     assert meta["val/map3"] == result.summary["val/map3"]
     # dvclive: curves per epoch, a summary of the best checkpoint, and no dvc.yaml of its own.
-    metrics = json.loads((tmp_path / "live" / "metrics.json").read_text())
+    metrics = json.loads((paths.live_dir / "metrics.json").read_text())
     assert metrics["val/map3"] == result.summary["val/map3"]
     for name in ("train/loss", "val/loss", "val/map3", "val/top1", "lr", "train/samples_per_s"):
-        assert (tmp_path / "live" / "plots" / "metrics" / f"{name}.tsv").is_file(), name
-    assert not (tmp_path / "live" / "dvc.yaml").exists()
+        assert (paths.live_dir / "plots" / "metrics" / f"{name}.tsv").is_file(), name
+    assert not (paths.live_dir / "dvc.yaml").exists()
 
 
 def test_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one(
@@ -121,14 +96,16 @@ def test_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one(
     cfg = train_config(params, epochs=2)
     torch.use_deterministic_algorithms(True)
     try:
-        run(cfg, store_path, tmp_path / "a.pt", tmp_path / "a", None)
+        a, b = run_paths(tmp_path / "a", store_path), run_paths(tmp_path / "b", store_path)
+        run(cfg, a, log_live=False)
         # "Killed" after 7 steps (mid-epoch: 5 batches per epoch), then run again.
-        run(cfg, store_path, tmp_path / "b.pt", tmp_path / "b", None, stop_after_steps=7)
-        assert torch.load(tmp_path / "b" / "last.pt", weights_only=True)["state"]["step"] == 7
-        run(cfg, store_path, tmp_path / "b.pt", tmp_path / "b", None)
+        run(cfg, b, stop_after_steps=7, log_live=False)
+        last = torch.load(b.checkpoint_dir / "last.pt", weights_only=True)
+        assert last["state"]["step"] == 7
+        run(cfg, b, log_live=False)
     finally:
         torch.use_deterministic_algorithms(False)
-    a, b = final_weights(tmp_path / "a"), final_weights(tmp_path / "b")
+    a, b = final_weights(a.checkpoint_dir), final_weights(b.checkpoint_dir)
     assert a.keys() == b.keys()
     for name in a:
         assert torch.equal(a[name], b[name]), name
@@ -137,25 +114,27 @@ def test_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one(
 def test_checkpoint_from_other_params_is_ignored(
     store_path: Path, tmp_path: Path, params: dict, caplog: pytest.LogCaptureFixture
 ) -> None:
-    run(train_config(params, epochs=1), store_path, tmp_path / "m.pt", tmp_path / "c", None,
-        stop_after_steps=2)  # fmt: skip
-    with caplog.at_level(logging.INFO, logger="pipeline.train"):
-        run(train_config(params, epochs=1, hidden_size=8), store_path, tmp_path / "m.pt",
-            tmp_path / "c", None)  # fmt: skip
+    paths = run_paths(tmp_path, store_path)
+    run(train_config(params, epochs=1), paths, stop_after_steps=2, log_live=False)
+    with caplog.at_level(logging.INFO, logger="pipeline.training"):
+        run(train_config(params, epochs=1, hidden_size=8), paths, log_live=False)
     assert "other params or data; starting fresh" in caplog.text
     assert "resuming" not in caplog.text
 
 
 def test_stage_runs_from_the_repo_root_with_default_paths(workdir: Path, params: dict) -> None:
-    from tests.conftest import write_params
-
     params["train"] |= {"epochs": 1, "threads": 1}
     write_params(workdir, params)
-    make_store(workdir / "data" / "processed" / "drawings.zarr")
+    make_polygon_store(workdir / "data" / "processed" / "drawings.zarr")
     main([])
     assert (workdir / "models" / "model.pt").is_file()
     assert (workdir / "checkpoints" / "last.pt").is_file()
     assert (workdir / "dvclive" / "metrics.json").is_file()
+
+
+def test_an_unknown_model_family_is_refused_before_any_work(tmp_path: Path, params: dict) -> None:
+    with pytest.raises(ConfigError, match=r"param 'train\.model' must be one of \['gru', 'bilstm'"):
+        run(train_config(params, model="transformer"), Paths.under(tmp_path))  # no store needed
 
 
 def test_missing_store_says_what_to_do(workdir: Path) -> None:

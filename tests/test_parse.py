@@ -12,18 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.drawing import (
-    EMPTY,
-    OK,
-    OUT_OF_RANGE,
-    REASONS,
-    UNPARSEABLE,
-    XY_MISMATCH,
-    cap_points,
-    parse_drawing_exact,
-    parse_drawings,
-)
-from pipeline.store import Drawings
+from pipeline.core.drawings import Drawings
+from pipeline.ingest.parse import parse_drawing_exact, parse_drawings
+from pipeline.ingest.reasons import Reason
+
+OK, EMPTY, XY_MISMATCH = Reason.OK, Reason.EMPTY, Reason.XY_MISMATCH
+OUT_OF_RANGE, UNPARSEABLE = Reason.OUT_OF_RANGE, Reason.UNPARSEABLE
 
 coord = st.integers(0, 255)
 stroke = st.integers(1, 12).flatmap(
@@ -48,7 +42,7 @@ def reference(text: str) -> tuple[np.ndarray, int]:
 def test_round_trip_is_exact(drawings: list, separator: str) -> None:
     texts = [json.dumps(d, separators=(separator, ":")) for d in drawings]
     parsed = parse_drawings(texts)
-    assert (parsed.reasons == OK).all()
+    assert (parsed.column("reason") == OK).all()
     expected = Drawings.from_strokes(drawings)
     np.testing.assert_array_equal(parsed.points, expected.points)
     np.testing.assert_array_equal(parsed.offsets, expected.offsets)
@@ -75,7 +69,7 @@ def test_fast_path_agrees_with_json_on_mutated_strings(drawings: list, data: st.
     parsed = parse_drawings(texts)
     for i, text in enumerate(texts):
         points, reason = reference(text)
-        assert parsed.reasons[i] == reason, text
+        assert parsed.column("reason")[i] == reason, text
         np.testing.assert_array_equal(
             parsed.points[parsed.offsets[i] : parsed.offsets[i + 1]], points
         )
@@ -111,8 +105,8 @@ def test_every_malformed_kind_gets_its_reason(text: str, reason: int) -> None:
     # Batched with good drawings on both sides, so a bad one cannot disturb its neighbours.
     good = "[[[10, 20, 30], [40, 50, 60]]]"
     parsed = parse_drawings([good, text, good])
-    assert REASONS[parsed.reasons[1]] == REASONS[reason]
-    assert parsed.reasons[0] == parsed.reasons[2] == OK
+    assert Reason(parsed.column("reason")[1]).label == reason.label
+    assert parsed.column("reason")[0] == parsed.column("reason")[2] == OK
     np.testing.assert_array_equal(parsed.points[:3], parsed.points[-3:])
     if reason != OK:
         assert parsed.offsets[2] == parsed.offsets[1]  # a rejected drawing has no points
@@ -122,7 +116,7 @@ def test_raw_format_is_normalised_to_0_255() -> None:
     # Google's raw drawings: [x, y, t] per stroke, any float range.
     raw = json.dumps([[[100.5, 600.0], [-50.0, 150.0], [0, 30]], [[300.0], [50.0], [60]]])
     parsed = parse_drawings([raw])
-    assert parsed.reasons[0] == OK and parsed.n_normalised == 1
+    assert parsed.column("reason")[0] == OK and parsed.column("normalised").tolist() == [True]
     points = parsed.points
     assert points[:, :2].min() == 0 and points[:, :2].max() == 255
     assert points[:, 2].tolist() == [0, 1, 1]  # stroke ends kept
@@ -138,34 +132,6 @@ def test_real_drawings_fast_path_matches_json(kaggle16_dir: Path) -> None:
     with open(kaggle16_dir / "train_simplified" / "dragon.csv", newline="") as f:
         texts = [row["drawing"] for row in csv.DictReader(f)]
     parsed = parse_drawings(texts)
-    assert (parsed.reasons == OK).all()
+    assert (parsed.column("reason") == OK).all()
     expected = Drawings.from_strokes([json.loads(t) for t in texts])
     np.testing.assert_array_equal(parsed.points, expected.points)
-
-
-def test_cap_points_decimates_long_drawings_only() -> None:
-    rng = np.random.default_rng(0)
-    long = [
-        (rng.integers(0, 256, 70).tolist(), rng.integers(0, 256, 70).tolist()) for _ in range(3)
-    ]
-    short = [([1, 2, 3], [4, 5, 6])]
-    d = Drawings.from_strokes([long, short])
-    points, offsets, n_capped = cap_points(d.points, d.offsets, max_points=50)
-    assert n_capped == 1
-    assert np.diff(offsets).tolist() == [50, 3]
-    np.testing.assert_array_equal(points[50:], d.drawing(1))  # short drawing untouched
-    kept, original = points[:50], d.drawing(0)
-    # Evenly spaced original points (k * 209 / 49, rounded), first and last included.
-    index = np.floor(np.arange(50) * 209 / 49 + 0.5).astype(int)
-    np.testing.assert_array_equal(kept[:, :2], original[index, :2])
-    # Each of the 3 strokes still ends where its last kept point is.
-    stroke_of = np.cumsum(original[:, 2]) - original[:, 2]
-    np.testing.assert_array_equal(
-        np.flatnonzero(kept[:, 2]), np.flatnonzero(np.diff(np.r_[stroke_of[index], 99]))
-    )
-
-
-def test_cap_points_zero_means_no_cap() -> None:
-    d = Drawings.from_strokes([[(list(range(200)), list(range(200)))]])
-    points, offsets, n_capped = cap_points(d.points, d.offsets, max_points=0)
-    assert n_capped == 0 and len(points) == 200 and offsets[-1] == 200

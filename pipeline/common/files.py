@@ -1,64 +1,19 @@
-"""Shared helpers: seeding, CLI entry, atomic writes, metrics files, device choice."""
+"""Outputs that are never half-written: atomic folders and files, metrics JSON, input checks."""
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
-import logging
 import os
-import random
 import secrets
 import shutil
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from pipeline.errors import PipelineError
-
-log = logging.getLogger("pipeline")
-
-
-def set_seed(seed: int) -> None:
-    """Seed Python, NumPy and (if imported) torch, so a stage is reproducible from params."""
-    random.seed(seed)
-    np.random.seed(seed)
-    if "torch" in sys.modules:
-        import torch
-
-        torch.manual_seed(seed)
-
-
-def setup_logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S"
-    )
-
-
-def entrypoint(main: Callable[..., Any]) -> Callable[..., Any]:
-    """Decorate a stage's main(): a `PipelineError` ends with one line and exit 2, no traceback."""
-
-    @functools.wraps(main)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        setup_logging()
-        try:
-            return main(*args, **kwargs)
-        except PipelineError as err:
-            print(f"error: {err}", file=sys.stderr)
-            sys.exit(2)
-        except KeyboardInterrupt:
-            print("interrupted", file=sys.stderr)
-            sys.exit(130)
-
-    return wrapper
-
-
-def n_workers(requested: int) -> int:
-    """0 means all cores."""
-    return requested if requested > 0 else (os.cpu_count() or 1)
+from pipeline.common.errors import PipelineError
 
 
 @contextlib.contextmanager

@@ -1,50 +1,23 @@
-"""Load a trained checkpoint and turn drawings into class probabilities.
+"""Class probabilities of drawings under a trained model.
 
-    model, meta = load_checkpoint(MODEL_PATH)
+    model, meta = load_model(paths.model_path)             # pipeline.models.checkpoint
     proba = predict_proba(model, meta, drawings, batch_size=512)  # (N, n_classes) float32
 
-A checkpoint is `{"model": state_dict, "meta": {...}}` of tensors and plain Python values, loaded
-with `weights_only=True`. `meta` holds `classes`, `train_cfg`, `model_cfg` and `features`
-(featurisation version and `max_points`), so an old checkpoint keeps its own featurisation.
+The featurisation (`max_points`, augmentation for TTA) comes from the checkpoint's meta, so a
+model is always fed what it was trained on.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from pipeline.errors import PipelineError
-from pipeline.features import Augment, featurize, pad_batch
-from pipeline.model import ModelConfig, build_model
-from pipeline.store import Drawings
-
-
-def load_checkpoint(
-    path: Path, device: torch.device | str = "cpu"
-) -> tuple[nn.Module, dict[str, Any]]:
-    """The model (eval mode, on `device`) and its meta dict."""
-    if not Path(path).is_file():
-        raise PipelineError(f"no model at {path}; run `dvc repro train` first")
-    try:
-        ckpt = torch.load(path, map_location=device, weights_only=True)
-    except Exception as err:
-        raise PipelineError(f"{path} is not a readable checkpoint ({err}); retrain it") from None
-    if not isinstance(ckpt, dict) or not {"model", "meta"} <= ckpt.keys():
-        raise PipelineError(f"{path} is not a checkpoint of this pipeline (no model and meta)")
-    try:  # a checkpoint from other code, or a damaged one, fails here
-        meta = ckpt["meta"]
-        model = build_model(ModelConfig(**meta["model_cfg"]))
-        model.load_state_dict(ckpt["model"])
-    except (KeyError, TypeError, IndexError, ValueError, RuntimeError) as err:
-        reason = f"{type(err).__name__}: {err}".splitlines()[0]
-        raise PipelineError(
-            f"{path} is not a checkpoint of this pipeline ({reason}); retrain it"
-        ) from None
-    return model.to(device).eval(), meta
+from pipeline.common.cli import progress
+from pipeline.core.drawings import Drawings
+from pipeline.core.features import Augment, featurize, pad_batch
 
 
 @torch.no_grad()
@@ -56,11 +29,13 @@ def predict_proba(
     device: torch.device | str | None = None,
     tta: int = 0,
     seed: int = 0,
+    desc: str | None = None,
 ) -> np.ndarray:
     """Softmax probabilities `(N, n_classes)` float32, rows in input order.
 
     Drawings are batched by length (less padding); zero-length drawings get some row.
     `tta` extra passes use the training augmentation (seeded by `seed`); all passes are averaged.
+    `desc` shows a progress bar of that name.
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
     n_classes = len(meta["classes"])
@@ -73,6 +48,8 @@ def predict_proba(
     features = meta["features"]
     augment = Augment.from_train_cfg(meta["train_cfg"])
     order = np.argsort(drawings.lengths, kind="stable")
+    bar = progress(total=n * (tta + 1), desc=desc or "", unit="drawing", unit_scale=True,
+                   disable=desc is None)  # fmt: skip
     for tta_pass in range(tta + 1):
         rng = np.random.default_rng([seed, tta_pass])
         for start in range(0, n, batch_size):
@@ -84,5 +61,7 @@ def predict_proba(
             x, lengths = pad_batch(feats, offsets)  # (B, T, F), (B,)
             logits = model(torch.from_numpy(x).to(device), torch.from_numpy(lengths))
             proba[index] += torch.softmax(logits.float(), dim=1).cpu().numpy()
+            bar.update(len(index))
+    bar.close()
     model.train(was_training)
     return proba / (tta + 1)

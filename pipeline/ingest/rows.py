@@ -1,10 +1,14 @@
 """Kaggle CSV files -> blocks of checked rows with parsed drawings, streaming and fast.
 
-    for block in read_rows(path, TRAIN_COLUMNS, word="cat", required=TRAIN_REQUIRED):
-        block.reason    # (N,) 0 = usable, else a code; REASON_NAMES[code] names it
-        block.drawings  # Drawings of every row: points (none where rejected), key_ids (-1 if bad)
+    for rows in read_rows(path, TRAIN_READ, word="cat", required=TRAIN_REQUIRED):
+        rows.column("reason")  # (N,) 0 = usable, else a `pipeline.ingest.reasons.Reason`
+        rows.points            # every row's drawing (no points where rejected)
 
-A file is read in blocks of `BLOCK_BYTES`; the compiled kernels of `pipeline.scan` split each
+Each block is `Drawings` with the columns `ROW_COLUMNS` names: key_id (-1 if bad), country,
+recognized, reason, line (the file line the row starts on), key_text (the key_id as written,
+for the rejects file) and normalised (raw-format drawings rescaled to 0..255).
+
+A file is read in blocks of `BLOCK_BYTES`; the compiled kernels of `pipeline.ingest.scan` split each
 block into records and fields and parse every drawing. Two rare cases take the careful road:
 a record with odd quoting goes through Python's csv module (its fields are then checked by the
 same kernel), and a drawing the strict grammar refuses goes to `parse_drawing_exact`, which
@@ -14,7 +18,7 @@ A UTF-8 BOM, CRLF line ends, blank lines, quoted newlines and any column order a
 with too few fields is `missing_field`, one with too many, or that not even the csv module can
 split, `unparseable`. Reason precedence, first
 wins: unparseable (extra fields), missing_field (a required field empty, or recognized not
-True/False), word_mismatch, bad_key_id, then the drawing's own (`pipeline.drawing.REASONS`).
+True/False), word_mismatch, bad_key_id, then the drawing's own (`pipeline.ingest.parse`).
 """
 
 from __future__ import annotations
@@ -22,67 +26,31 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from pipeline import scan
-from pipeline.drawing import OK, REASONS, UNPARSEABLE, settle_refused
-from pipeline.errors import PipelineError
-from pipeline.store import Drawings
+from pipeline.common.errors import PipelineError
+from pipeline.core.drawings import Drawings
+from pipeline.ingest import scan
+from pipeline.ingest.parse import settle_refused
+from pipeline.ingest.reasons import Reason
+from pipeline.sources.layout import OPTIONAL_COLUMNS, TEST_COLUMNS, TRAIN_COLUMNS
 
 BLOCK_BYTES = 1 << 22  # 4 MiB of CSV per block, about 8,000 simplified drawings
 MAX_RECORDS = 1 << 16  # records per kernel call: bounds its arrays whatever the lines look like
 MAX_HEADER_BYTES = 1 << 16
-TRAIN_COLUMNS = ("countrycode", "drawing", "key_id", "recognized", "word")
-TEST_COLUMNS = ("key_id", "countrycode", "drawing")
+TRAIN_READ = tuple(c for c in TRAIN_COLUMNS if c not in OPTIONAL_COLUMNS)  # header must have
+TEST_READ = TEST_COLUMNS
 TRAIN_REQUIRED = ("drawing", "key_id", "word", "recognized")  # empty (or invalid) -> missing
 TEST_REQUIRED = ("drawing",)  # a test row with a bad key_id is still answered (key_id -1)
-MISSING, WORD, KEY = 101, 102, 103  # field-level reason codes (the parser's are < 100)
-REASON_NAMES = {MISSING: "missing_field", WORD: "word_mismatch", KEY: "bad_key_id"}
-REASON_NAMES.update({code: name for code, name in enumerate(REASONS) if code != OK})
+ROW_COLUMNS = ("key_id", "country", "recognized", "reason", "line", "key_text", "normalised")
+MISSING, WORD, KEY = Reason.MISSING_FIELD, Reason.WORD_MISMATCH, Reason.BAD_KEY_ID
+UNPARSEABLE = Reason.UNPARSEABLE
 UNSPLITTABLE = -1  # n_fields of a record the csv module cannot split either: unparseable
 _BOM = b"\xef\xbb\xbf"
 _NEWLINE = ord("\n")
 _NO_WORD = np.zeros(0, np.uint8)
-
-
-@dataclass
-class RowBlock:
-    """Consecutive data rows of one file, checked and parsed."""
-
-    lines: np.ndarray  # (N,) int64: the file line each row starts on (1 = the header)
-    reason: np.ndarray  # (N,) int32: 0 = usable, else a key of REASON_NAMES
-    drawings: Drawings  # (N,) labels 0; key_ids -1 where bad; no points where rejected
-    country: np.ndarray  # (N,) uint16: two ASCII letters packed, 0 if not
-    recognized: np.ndarray  # (N,) int8: 1, 0, or -9 where invalid or absent
-    key_text: dict[int, str]  # row -> its key_id text, for rejected rows (the rejects file)
-    normalised: int  # raw-format drawings rescaled to 0..255
-
-    def __len__(self) -> int:
-        return len(self.reason)
-
-    def slice(self, lo: int, hi: int) -> RowBlock:
-        """Rows lo..hi-1 (`normalised` is a count over the block: 0 here)."""
-        return RowBlock(
-            self.lines[lo:hi], self.reason[lo:hi], self.drawings.slice(lo, hi),
-            self.country[lo:hi], self.recognized[lo:hi],
-            {i - lo: k for i, k in self.key_text.items() if lo <= i < hi}, 0,
-        )  # fmt: skip
-
-    @staticmethod
-    def concat(parts: list[RowBlock]) -> RowBlock:
-        shifts = np.cumsum([0] + [len(p) for p in parts[:-1]]).tolist()
-        return RowBlock(
-            np.concatenate([p.lines for p in parts]),
-            np.concatenate([p.reason for p in parts]),
-            Drawings.concat([p.drawings for p in parts]),
-            np.concatenate([p.country for p in parts]),
-            np.concatenate([p.recognized for p in parts]),
-            {i + s: k for p, s in zip(parts, shifts, strict=True) for i, k in p.key_text.items()},
-            sum(p.normalised for p in parts),
-        )
 
 
 def read_rows(
@@ -91,7 +59,7 @@ def read_rows(
     word: str = "",
     required: tuple[str, ...] = (),
     block_bytes: int = BLOCK_BYTES,
-) -> Iterator[RowBlock]:
+) -> Iterator[Drawings]:
     """Blocks of rows of a CSV whose header names (at least) `columns`; see the module doc."""
     with open(path, "rb") as f:
         header, data, line = _header(path, f, block_bytes)
@@ -177,14 +145,14 @@ class _BlockReader:
         fstart: np.ndarray,
         fend: np.ndarray,
         by_lines: bool = True,
-    ) -> RowBlock:
+    ) -> Drawings:
         if (status == scan.ODD).any():  # odd quoting: the csv module splits those records
             buf, n_fields = self._reread(buf, start, end, n_fields, status, fstart, fend)
         n_fields = np.where(status == scan.BROKEN, UNSPLITTABLE, n_fields)
         key, recognized, word_ok, country = scan.parse_fields(
             buf, fstart, fend, self.field_cols, self.word, scan.TRUE_WORDS, scan.FALSE_WORDS
         )
-        reason = np.zeros(len(key), np.int32)
+        reason = np.zeros(len(key), np.uint8)
         if self.field_cols[0] >= 0:
             reason[key < 0] = KEY
         reason[~word_ok] = WORD
@@ -196,19 +164,20 @@ class _BlockReader:
         reason[missing] = MISSING
         reason[(n_fields > self.width) | (n_fields == UNSPLITTABLE)] = UNPARSEABLE
 
-        drawings, normalised = Drawings.empty(), 0
+        n = len(key)
+        points, offsets = np.zeros((0, 3), np.uint8), np.zeros(n + 1, np.int64)
+        normalised = np.zeros(n, np.bool_)
         if self.draw_col >= 0:
-            drawings, normalised = self._drawings(buf, fstart, fend, reason, key)
-        rejected = np.flatnonzero(reason).tolist()
+            points, offsets, normalised = self._drawings(buf, fstart, fend, reason)
         key_col = self.field_cols[0]
-        key_text = {
-            i: _printable(bytes(buf[fstart[i, key_col] : fend[i, key_col]]))
-            if key_col >= 0 and n_fields[i] > key_col
-            else ""
-            for i in rejected
-        }
-        rows = RowBlock(first_line + line, reason, drawings, country, recognized, key_text,
-                        normalised)  # fmt: skip
+        key_text = np.full(n, "", dtype=object)
+        for i in np.flatnonzero(reason).tolist():
+            if key_col >= 0 and n_fields[i] > key_col:
+                key_text[i] = _printable(bytes(buf[fstart[i, key_col] : fend[i, key_col]]))
+        rows = Drawings(
+            points, offsets, key_id=key, country=country, recognized=recognized, reason=reason,
+            line=first_line + line, key_text=key_text, normalised=normalised,
+        )  # fmt: skip
         if not by_lines:
             return rows
         # A bad row over several lines is most likely a closing quote gone missing (the drawing
@@ -225,31 +194,26 @@ class _BlockReader:
         for i in swallowing:
             lines = np.ascontiguousarray(buf[start[i] : end[i]])
             _, _, _, *spans = scan.scan_csv(lines, True, self.width, MAX_RECORDS, False)
-            parts += [rows.slice(prev, i), self.block(lines, rows.lines[i], *spans, by_lines=False)]
+            first = int(rows.column("line")[i])
+            parts += [rows.slice(prev, i), self.block(lines, first, *spans, by_lines=False)]
             prev = i + 1
-        joined = RowBlock.concat([*parts, rows.slice(prev, len(rows))])
-        joined.normalised += rows.normalised  # the sliced parts carry none; the split ones do
-        return joined
+        return Drawings.concat([*parts, rows.slice(prev, len(rows))])
 
     def _drawings(
-        self,
-        buf: np.ndarray,
-        fstart: np.ndarray,
-        fend: np.ndarray,
-        reason: np.ndarray,
-        key: np.ndarray,
-    ) -> tuple[Drawings, int]:
-        """Parse the drawing field of every row; rows already rejected get no points."""
+        self, buf: np.ndarray, fstart: np.ndarray, fend: np.ndarray, reason: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Parse the drawing field of every row; rows already rejected get no points.
+
+        Returns (points, offsets, normalised) and sets the drawing reasons in `reason`.
+        """
         starts = np.ascontiguousarray(fstart[:, self.draw_col])
         ends = np.ascontiguousarray(fend[:, self.draw_col])
         ends = np.where(reason == 0, ends, starts)  # rejected rows: an empty span, no points
         accepted, points, offsets = scan.parse_drawings_at(buf, starts, ends)
         refused = np.flatnonzero(~accepted & (reason == 0)).tolist()
-        points, offsets, normalised = settle_refused(
+        return settle_refused(
             points, offsets, reason, refused, lambda i: bytes(buf[starts[i] : ends[i]])
         )
-        labels = np.zeros(len(key), np.int16)
-        return Drawings(points, offsets, labels, key), normalised
 
     def _reread(
         self,

@@ -1,9 +1,9 @@
 """Per-point features for the sequence models, with training augmentation; all vectorised.
 
 A drawing `(n, 3) uint8 x, y, pen` becomes `(n', N_FEATURES) float32` rows, n' = min(n, max_points)
-(longer drawings are subsampled evenly along their points; a stroke end that falls between two
-kept points moves to the earlier one, so strokes survive). Coordinates are normalised by the
-bounding box: centred, divided by its longer side (aspect ratio kept), so x, y lie in [-1, 1].
+(longer drawings keep evenly spaced points: `pipeline.core.drawings.cap_points`, the same capper
+preprocess uses). Coordinates are normalised by the bounding box: centred, divided by its longer
+side (aspect ratio kept), so x, y lie in [-1, 1].
 
 Features per point (FEATURES order):
     x, y            normalised position
@@ -19,8 +19,9 @@ Augmentation (`Augment`, training and TTA only) acts before normalisation: per-a
 (uniform scale would be undone by normalisation), shear, rotation, point jitter, and dropping
 whole strokes (a drawing always keeps at least one). Each is a param; 0 turns it off.
 
-Checkpoints record `FEATURE_VERSION` and `max_points`, so `featurize` can keep reproducing the
-featurisation an old model was trained with.
+Checkpoints record `FEATURE_VERSION` and `max_points`; a model made with another version is
+refused with a clear message rather than fed features it was not trained on. Version 2: long
+drawings are capped by `cap_points`, whose stroke numbering skips strokes left with no point.
 """
 
 from __future__ import annotations
@@ -30,9 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.store import Drawings
+from pipeline.core.drawings import Drawings, cap_points
 
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2
 FEATURES = (
     "x", "y", "dx", "dy", "seg_len", "pen_end", "stroke_start", "stroke_pos", "time_pos",
 )  # fmt: skip
@@ -84,25 +85,27 @@ def featurize(
     """
     if version != FEATURE_VERSION:
         raise ValueError(f"unknown feature version {version} (this code has {FEATURE_VERSION})")
-    points, offsets = drawings.points, drawings.offsets
-    pen = points[:, 2].astype(bool)
     if augment is not None and augment.stroke_dropout > 0:
-        points, offsets, pen = _drop_strokes(points, offsets, pen, augment.stroke_dropout, rng)
-    index, offsets, owner, local, pen_end, stroke_id = _cap_points(offsets, pen, max_points)
-    xy = points[index, :2].astype(np.float32)  # (P', 2)
+        drawings = _drop_strokes(drawings, augment.stroke_dropout, rng)
+    drawings, _ = cap_points(drawings, max_points)
+    points, offsets = drawings.points, drawings.offsets
+    lengths = np.diff(offsets)
+    stroke = _stroke_ids(points[:, 2].astype(bool), offsets)  # (P',) global stroke number
+    owner = np.repeat(np.arange(len(lengths)), lengths)  # (P',) drawing of each point
+    local = np.arange(len(points)) - offsets[:-1][owner]  # (P',) index within its drawing
+    xy = points[:, :2].astype(np.float32)  # (P', 2)
     if augment is not None and augment.active:
-        xy = _affine(xy, owner, len(offsets) - 1, augment, rng)
-    return _features(xy, offsets, owner, local, pen_end, stroke_id), offsets
+        xy = _affine(xy, owner, len(lengths), augment, rng)
+    return _features(xy, offsets, owner, local, _ends(stroke), stroke), offsets
 
 
-def _drop_strokes(
-    points: np.ndarray, offsets: np.ndarray, pen: np.ndarray, p: float, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _drop_strokes(drawings: Drawings, p: float, rng: np.random.Generator) -> Drawings:
     """Drop each stroke with probability p; a drawing that would lose all keeps all."""
+    points, offsets = drawings.points, drawings.offsets
     n = len(offsets) - 1
     lengths = np.diff(offsets)
     owner = np.repeat(np.arange(n), lengths)
-    stroke = _stroke_ids(pen, offsets)  # global stroke number of each point
+    stroke = _stroke_ids(points[:, 2].astype(bool), offsets)  # global stroke number per point
     n_strokes = int(stroke[-1]) + 1 if len(stroke) else 0
     stroke_owner = np.zeros(n_strokes, np.int64)
     stroke_owner[stroke] = owner
@@ -110,10 +113,9 @@ def _drop_strokes(
     kept_per_drawing = np.bincount(stroke_owner, weights=keep_stroke, minlength=n)
     keep_stroke |= kept_per_drawing[stroke_owner] == 0
     keep = keep_stroke[stroke]
-    new_lengths = np.bincount(owner[keep], minlength=n)
     new_offsets = np.zeros(n + 1, np.int64)
-    np.cumsum(new_lengths, out=new_offsets[1:])
-    return points[keep], new_offsets, pen[keep]
+    np.cumsum(np.bincount(owner[keep], minlength=n), out=new_offsets[1:])
+    return Drawings(points[keep], new_offsets)
 
 
 def _stroke_ids(pen: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -125,31 +127,6 @@ def _stroke_ids(pen: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     if len(pen) > 1:
         np.cumsum(ends[:-1], out=ids[1:])
     return ids
-
-
-def _cap_points(
-    offsets: np.ndarray, pen: np.ndarray, max_points: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Kept points (long drawings subsampled evenly).
-
-    Returns source indices, new offsets, owner drawing and index within it of each kept point,
-    pen ends and global stroke ids.
-    """
-    lengths = np.diff(offsets)
-    stroke = _stroke_ids(pen, offsets)
-    if lengths.max(initial=0) <= max_points:  # common case: nothing to subsample
-        owner = np.repeat(np.arange(len(lengths)), lengths)
-        local = np.arange(len(pen)) - offsets[:-1][owner]
-        return np.arange(len(pen)), offsets, owner, local, _ends(stroke), stroke
-    new_lengths = np.minimum(lengths, max_points)
-    new_offsets = np.zeros(len(lengths) + 1, np.int64)
-    np.cumsum(new_lengths, out=new_offsets[1:])
-    owner = np.repeat(np.arange(len(lengths)), new_lengths)
-    local = np.arange(new_offsets[-1]) - new_offsets[:-1][owner]
-    step = (lengths - 1) / np.maximum(new_lengths - 1, 1)  # exactly 1.0 for short drawings
-    index = offsets[:-1][owner] + np.floor(local * step[owner] + 0.5).astype(np.int64)
-    stroke = stroke[index]
-    return index, new_offsets, owner, local, _ends(stroke), stroke
 
 
 def _ends(stroke: np.ndarray) -> np.ndarray:

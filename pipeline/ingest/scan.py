@@ -15,8 +15,8 @@ Three kernels, each one pass over a byte buffer, no Python per row or per point:
 The strict drawing grammar is what Kaggle and Google write: `[` stroke (`,` stroke)* `]`, a stroke
 `[` list `,` list `]` with equal-length x and y lists, a list `[` n (`,` n)* `]`, n an integer
 0..255 with no leading zero, and a separator `,` optionally followed by one space. A drawing the
-grammar refuses is not rejected here: `pipeline.drawing.parse_drawing_exact` (json.loads) decides,
-so this path can only be stricter than the exact one, never looser.
+grammar refuses is not rejected here: `pipeline.ingest.parse.parse_drawing_exact` (json.loads)
+decides, so this path can only be stricter than the exact one, never looser.
 
 Compiled on first use and cached next to this file (`__pycache__`), so later runs start at once.
 """
@@ -282,7 +282,7 @@ def parse_fields(
 def parse_drawings_at(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple:
     """Drawings buf[starts[i]:ends[i]] by the strict grammar: (accepted (N,), points, offsets).
 
-    Refused drawings get no points; `pipeline.drawing` gives them to the exact parser.
+    Refused drawings get no points; `pipeline.ingest.parse` gives them to the exact parser.
     """
     n = len(starts)
     capacity = 1

@@ -17,9 +17,8 @@ from typing import Any, Literal, TypeVar, get_args, get_origin
 
 import yaml
 
-from pipeline.errors import ConfigError
-
-PARAMS_PATH = Path("configs/params.yaml")
+from pipeline.common.errors import ConfigError
+from pipeline.common.paths import PARAMS_PATH
 
 T = TypeVar("T")
 
@@ -49,7 +48,7 @@ class PreprocessConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    model: Literal["gru", "bilstm"]
+    model: str  # a name in pipeline.models.MODELS: gru | bilstm (checked as the stage starts)
     epochs: int
     time_budget_s: float  # 0 = no limit
     batch_size: int

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +37,8 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec, TransposeCodec, ZstdCodec
 
-from pipeline.errors import PipelineError
+from pipeline.common.errors import PipelineError
+from pipeline.core.drawings import Drawings
 
 FORMAT_VERSION = 2  # 2: points stored as per-drawing steps
 SPLITS = ("train", "val", "test")
@@ -50,117 +50,15 @@ _COMPRESSORS = [BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")]
 # x, y and pen each compress best as their own run; zstd 3 is ~2x faster than 5 for 0.5% more.
 _POINT_FILTERS = [TransposeCodec(order=(1, 0))]
 _POINT_COMPRESSORS = [ZstdCodec(level=3)]
-_DRAWING_ARRAYS = {  # name -> dtype of the per-drawing arrays
-    "label": np.int16,
-    "key_id": np.int64,
-    "country": np.uint16,
-    "recognized": np.int8,
-    "valid": np.bool_,
+# The per-drawing arrays: name -> (dtype, value when a writer is not given the column).
+COLUMNS: dict[str, tuple[type, int]] = {
+    "label": (np.int16, -1),
+    "key_id": (np.int64, -1),
+    "country": (np.uint16, 0),
+    "recognized": (np.int8, -1),
+    "valid": (np.bool_, 1),
 }
-
-
-@dataclass(frozen=True)
-class Drawings:
-    """A ragged batch of drawings in memory: concatenated points plus offsets."""
-
-    points: np.ndarray  # (P, 3) uint8: x, y, pen (1 = last point of a stroke)
-    offsets: np.ndarray  # (N+1,) int64, offsets[0] == 0
-    labels: np.ndarray  # (N,) int16, -1 where unknown
-    key_ids: np.ndarray  # (N,) int64
-
-    def __len__(self) -> int:
-        return len(self.offsets) - 1
-
-    @property
-    def lengths(self) -> np.ndarray:
-        return np.diff(self.offsets)
-
-    def drawing(self, i: int) -> np.ndarray:
-        return self.points[self.offsets[i] : self.offsets[i + 1]]
-
-    def strokes(self, i: int) -> list[tuple[list[int], list[int]]]:
-        """Drawing i back in the CSV's nested form: [([x...], [y...]), ...]."""
-        pts = self.drawing(i)
-        ends = np.flatnonzero(pts[:, 2]) + 1
-        return [(s[:, 0].tolist(), s[:, 1].tolist()) for s in np.split(pts, ends[:-1])]
-
-    def take(self, index: np.ndarray) -> Drawings:
-        """Gather drawings `index` (any order) into a new ragged batch."""
-        index = np.asarray(index, dtype=np.int64)
-        if len(index) and (index.min() < 0 or index.max() >= len(self)):  # compiled: no checks
-            raise IndexError(f"drawing index out of range 0..{len(self) - 1}")
-        points, offsets = _gather(self.points, self.offsets, index)
-        return Drawings(points, offsets, self.labels[index], self.key_ids[index])
-
-    def slice(self, start: int, stop: int) -> Drawings:
-        """Drawings start..stop-1 without a gather (views where possible)."""
-        lo, hi = int(self.offsets[start]), int(self.offsets[stop])
-        return Drawings(
-            self.points[lo:hi],
-            self.offsets[start : stop + 1] - lo,
-            self.labels[start:stop],
-            self.key_ids[start:stop],
-        )
-
-    @staticmethod
-    def concat(parts: list[Drawings]) -> Drawings:
-        if not parts:
-            return Drawings.empty()
-        sizes = [p.offsets[-1] for p in parts]
-        shifts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-        offsets = np.concatenate(
-            [[0]] + [p.offsets[1:] + s for p, s in zip(parts, shifts, strict=True)]
-        )
-        return Drawings(
-            np.concatenate([p.points for p in parts]),
-            offsets.astype(np.int64),
-            np.concatenate([p.labels for p in parts]),
-            np.concatenate([p.key_ids for p in parts]),
-        )
-
-    @staticmethod
-    def empty() -> Drawings:
-        return Drawings(
-            np.zeros((0, 3), np.uint8),
-            np.zeros(1, np.int64),
-            np.zeros(0, np.int16),
-            np.zeros(0, np.int64),
-        )
-
-    @staticmethod
-    def from_strokes(
-        drawings: list[list[tuple[list[int], list[int]]]],
-        labels: list[int] | None = None,
-        key_ids: list[int] | None = None,
-    ) -> Drawings:
-        """Build from nested strokes (tests and small inputs; the hot path parses directly)."""
-        pts, offsets = [], [0]
-        for strokes in drawings:
-            for xs, ys in strokes:
-                p = np.zeros((len(xs), 3), np.uint8)
-                p[:, 0], p[:, 1], p[-1, 2] = xs, ys, 1
-                pts.append(p)
-            offsets.append(offsets[-1] + sum(len(xs) for xs, _ in strokes))
-        n = len(drawings)
-        return Drawings(
-            np.concatenate(pts) if pts else np.zeros((0, 3), np.uint8),
-            np.asarray(offsets, np.int64),
-            np.asarray(labels if labels is not None else [-1] * n, np.int16),
-            np.asarray(key_ids if key_ids is not None else range(n), np.int64),
-        )
-
-
-@nb.njit(cache=True, nogil=True)
-def _gather(points: np.ndarray, offsets: np.ndarray, index: np.ndarray) -> tuple:
-    """Drawings `index` of ragged (points, offsets), one slice copy each (2x faster than a
-    fancy-index gather of every point)."""
-    new_offsets = np.zeros(len(index) + 1, np.int64)
-    for j in range(len(index)):
-        new_offsets[j + 1] = new_offsets[j] + offsets[index[j] + 1] - offsets[index[j]]
-    out = np.empty((new_offsets[-1], points.shape[1]), points.dtype)
-    for j in range(len(index)):
-        out[new_offsets[j] : new_offsets[j + 1]] = points[offsets[index[j]] : offsets[index[j] + 1]]
-    return out, new_offsets
+READ_COLUMNS = ("label", "key_id", "valid")  # loaded by every reader; others via `column()`
 
 
 @nb.njit(cache=True, nogil=True)
@@ -246,11 +144,11 @@ class SplitWriter:
                 dtype=dtype,
                 compressors=_COMPRESSORS,
             )
-            for name, dtype in _DRAWING_ARRAYS.items()
+            for name, (dtype, _) in COLUMNS.items()
         }
         self.n = 0
         self.n_points = 0
-        self._pending: list[tuple[Drawings, dict[str, np.ndarray]]] = []
+        self._pending: list[Drawings] = []
         self._pending_n = 0
         self._points_buffer: list[np.ndarray] = []  # points not yet written (< one chunk)
         self._points_buffered = 0
@@ -258,19 +156,14 @@ class SplitWriter:
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"write-{split}")
         self._in_flight: deque[Future] = deque()
 
-    def append(self, drawings: Drawings, **columns: np.ndarray) -> None:
-        """Queue drawings; `columns` may give country, recognized, valid (defaults: 0, -1, True)."""
+    def append(self, drawings: Drawings) -> None:
+        """Queue drawings; their columns named in `COLUMNS` are stored, missing ones defaulted."""
         n = len(drawings)
         cols = {
-            "label": drawings.labels,
-            "key_id": drawings.key_ids,
-            "country": columns.pop("country", np.zeros(n, np.uint16)),
-            "recognized": columns.pop("recognized", np.full(n, -1, np.int8)),
-            "valid": columns.pop("valid", np.ones(n, np.bool_)),
+            name: drawings.columns.get(name, np.full(n, default, dtype))
+            for name, (dtype, default) in COLUMNS.items()
         }
-        if columns:
-            raise ValueError(f"unknown columns {sorted(columns)}")
-        self._pending.append((drawings, cols))
+        self._pending.append(Drawings(drawings.points, drawings.offsets, **cols))
         self._pending_n += n
         if self._pending_n >= self.chunk:
             self._flush(final=False)
@@ -317,8 +210,7 @@ class SplitWriter:
     def _flush(self, final: bool) -> None:
         if not self._pending:
             return
-        batch = Drawings.concat([d for d, _ in self._pending])
-        cols = {k: np.concatenate([c[k] for _, c in self._pending]) for k in _DRAWING_ARRAYS}
+        batch = Drawings.concat(self._pending)
         # Write whole chunks now, keep the remainder for the next call (unless final).
         keep = 0 if final else len(batch) % self.chunk
         n_write = len(batch) - keep
@@ -337,13 +229,13 @@ class SplitWriter:
             self._append(self.offsets, offsets[:n_offsets])
         self._offsets_buffer = offsets[n_offsets:]
         for name, arr in self.arrays.items():
-            self._append(arr, cols[name][:n_write].astype(_DRAWING_ARRAYS[name], copy=False))
+            values = batch.columns[name][:n_write]
+            self._append(arr, values.astype(COLUMNS[name][0], copy=False))
         self.n += n_write
         self.n_points += int(batch.offsets[n_write])
         self._pending, self._pending_n = [], keep
         if keep:
-            tail = batch.slice(n_write, len(batch))
-            self._pending = [(tail, {k: v[n_write:] for k, v in cols.items()})]
+            self._pending = [batch.slice(n_write, len(batch))]
 
 
 def create_store(path: Path, classes: list[str], attrs: dict[str, Any]) -> zarr.Group:
@@ -359,15 +251,24 @@ class SplitReader:
     def __init__(self, group: zarr.Group) -> None:
         self.group = group
         self.offsets: np.ndarray = group["offsets"][:]
-        self.labels: np.ndarray = group["label"][:]
-        self.key_ids: np.ndarray = group["key_id"][:]
-        self.valid: np.ndarray = group["valid"][:]
-        # Stores before the block_size attr chunked per-drawing arrays by block.
-        self.block_size: int = group.attrs.get("block_size", group["label"].chunks[0])
+        self.columns = {name: group[name][:] for name in READ_COLUMNS}
+        self.block_size: int = group.attrs["block_size"]
         self._points = group["points"]
 
     def __len__(self) -> int:
-        return len(self.labels)
+        return len(self.offsets) - 1
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.columns["label"]
+
+    @property
+    def key_ids(self) -> np.ndarray:
+        return self.columns["key_id"]
+
+    @property
+    def valid(self) -> np.ndarray:
+        return self.columns["valid"]
 
     @property
     def lengths(self) -> np.ndarray:
@@ -378,22 +279,37 @@ class SplitReader:
         return -(-len(self) // self.block_size)
 
     def column(self, name: str) -> np.ndarray:
-        return self.group[name][:]
+        """Any per-drawing array of `COLUMNS`, read whole."""
+        return self.columns[name] if name in self.columns else self.group[name][:]
 
     def read(self, start: int = 0, stop: int | None = None) -> Drawings:
+        """Drawings start..stop-1 with x, y, pen points and the `READ_COLUMNS`."""
         stop = len(self) if stop is None else min(stop, len(self))
         lo, hi = int(self.offsets[start]), int(self.offsets[stop])
         offsets = self.offsets[start : stop + 1] - lo
         points = self._points[lo:hi] if hi > lo else np.zeros((0, 3), np.uint8)
-        return Drawings(
-            _from_steps(points, offsets),
-            offsets,
-            self.labels[start:stop],
-            self.key_ids[start:stop],
-        )
+        columns = {name: values[start:stop] for name, values in self.columns.items()}
+        return Drawings(_from_steps(points, offsets), offsets, **columns)
 
     def block(self, b: int) -> Drawings:
         return self.read(b * self.block_size, (b + 1) * self.block_size)
+
+    def to_frame(self, classes: list[str]) -> Any:
+        """The per-drawing arrays as a pandas DataFrame (for notebooks; points not included)."""
+        import pandas as pd
+
+        labels = self.labels.astype(np.int64)
+        words = np.asarray([*classes, ""], dtype=object)[np.where(labels >= 0, labels, -1)]
+        return pd.DataFrame(
+            {
+                "key_id": self.key_ids,
+                "word": words,
+                "country": unpack_country(self.column("country")),
+                "recognized": self.column("recognized"),
+                "valid": self.valid,
+                "n_points": self.lengths,
+            }
+        )
 
 
 class DrawingStore:

@@ -23,8 +23,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from pipeline.features import Augment, featurize, pad_batch
-from pipeline.store import Drawings, DrawingStore, SplitReader
+from pipeline.core.drawings import Drawings
+from pipeline.core.features import Augment, featurize, pad_batch
+from pipeline.core.store import DrawingStore, SplitReader
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # x (B, T, F), lengths (B,), labels (B,)
 

@@ -1,4 +1,4 @@
-"""Errors a user can cause. Stages turn them into one clear line and a non-zero exit."""
+"""Errors a user can cause. Stages turn them into one `error:` line and exit code 2."""
 
 
 class PipelineError(Exception):

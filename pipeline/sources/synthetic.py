@@ -1,4 +1,4 @@
-"""Seeded, procedurally drawn doodles in Kaggle's layout, so the pipeline runs with no download.
+"""Source `synthetic` (the default): seeded procedural doodles in Kaggle's layout, no download.
 
 Each class is a template of pen strokes (circle, spiral, square, diamond, house, star, ...)
 drawn in unit coordinates with per-drawing random parameters, then, for a whole class at once
@@ -27,14 +27,18 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import PipelineError
-from pipeline.submission import label_token
+from pipeline.common.errors import PipelineError
+from pipeline.sources.layout import (
+    SOLUTION_COLUMNS,
+    SOLUTION_FILE,
+    TEST_COLUMNS,
+    TEST_FILE,
+    TRAIN_COLUMNS,
+    TRAIN_DIR,
+    label_token,
+)
 
 log = logging.getLogger(__name__)
-
-TRAIN_COLUMNS = ["countrycode", "drawing", "key_id", "recognized", "timestamp", "word"]
-TEST_COLUMNS = ["key_id", "countrycode", "drawing"]
-SOLUTION_COLUMNS = ["key_id", "word"]
 
 RDP_EPSILON = 2.0
 P_STRAY = 0.12  # chance of an extra short stroke somewhere
@@ -456,7 +460,7 @@ def write_synthetic(
     per_class = train_per_class + test_per_class
     meta_rng = np.random.default_rng([seed, 10**6])
     key_ids = _key_ids(meta_rng, n_classes * per_class).reshape(n_classes, per_class)
-    train_dir = raw_dir / "train_simplified"
+    train_dir = raw_dir / TRAIN_DIR
     train_dir.mkdir(parents=True, exist_ok=True)
     test_rows: list[tuple[int, str, str, str]] = []
     for c, word in enumerate(words):
@@ -482,11 +486,11 @@ def write_synthetic(
             test_rows.append((int(key_ids[c, i]), str(countries[i]), drawings[i], word))
     order = meta_rng.permutation(len(test_rows))
     test_rows = [test_rows[i] for i in order]
-    with open(raw_dir / "test_simplified.csv", "w", newline="") as f:
+    with open(raw_dir / TEST_FILE, "w", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(TEST_COLUMNS)
         writer.writerows((k, country, drawing) for k, country, drawing, _ in test_rows)
-    with open(raw_dir / "test_solution.csv", "w", newline="") as f:
+    with open(raw_dir / SOLUTION_FILE, "w", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(SOLUTION_COLUMNS)
         writer.writerows((k, label_token(word)) for k, _, _, word in test_rows)

@@ -1,13 +1,16 @@
-"""Ranking metrics as Kaggle computes them: MAP@3, top-k accuracy, per-class tables.
+"""The one home of the scores: MAP@3 as Kaggle computes it, top-k accuracy, per-class tables.
 
-Pure NumPy and vectorised: a 112,199 x 340 probability matrix is ranked and scored in about
-half a second.
-`top` arrays are (N, k) class indices, best first; `labels` are (N,) class indices.
+Training's validation, `evaluate`, `predict` and the benchmarks all rank with `topk_indices`
+(ties go to the lower class index) and score with `scores`, so a checkpoint is chosen on the very
+figure `evaluate` reports. Pure NumPy and vectorised: a 112,199 x 340 probability matrix is
+ranked and scored in about half a second. `top` arrays are (N, k) class indices, best first;
+`labels` are (N,) class indices.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 _SORT_CHUNK = 16_384  # rows per pass, to bound the temporary (chunk, C) copy
 
@@ -64,41 +67,57 @@ def top_k_accuracy(top: np.ndarray, labels: np.ndarray, k: int = 1) -> float:
     return float((top == np.asarray(labels)[:, None]).any(axis=1).mean())
 
 
+def scores(proba: np.ndarray, labels: np.ndarray, split: str) -> dict[str, float]:
+    """`{split}/map3`, `{split}/top1`, `{split}/top3` of (N, C) scores against (N,) labels."""
+    top = topk_indices(proba, 3)
+    return scores_of_top(top, labels, split)
+
+
+def scores_of_top(top: np.ndarray, labels: np.ndarray, split: str) -> dict[str, float]:
+    """`scores` for rankings already made (N, 3)."""
+    return {
+        f"{split}/map3": map_at_k(top, labels),
+        f"{split}/top1": top_k_accuracy(top, labels, 1),
+        f"{split}/top3": top_k_accuracy(top, labels, 3),
+    }
+
+
 def confusion_counts(labels: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.ndarray:
     """(C, C) int64 counts: row = true class, column = top-1 prediction."""
     flat = np.asarray(labels, np.int64) * n_classes + np.asarray(predicted, np.int64)
     return np.bincount(flat, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
 
 
-def per_class_table(
-    top: np.ndarray, labels: np.ndarray, classes: list[str]
-) -> list[dict[str, object]]:
-    """One row per class with validation drawings: n, top1, map3 and the most confused class.
+PER_CLASS_COLUMNS = ["class", "n", "top1", "map3", "confused_with", "confused_n"]
+
+
+def per_class_table(top: np.ndarray, labels: np.ndarray, classes: list[str]) -> pd.DataFrame:
+    """One row per class with drawings: n, top1, map3 and the class it is most confused with.
 
     Sorted worst first (lowest map3, then lowest top1, then name), so the table opens on the
     classes to look at.
     """
     n_classes = len(classes)
     labels = np.asarray(labels, np.int64)
-    ap = precision_at_rank(top, labels, 3)
-    correct = np.asarray(top)[:, 0] == labels
-    n = np.bincount(labels, minlength=n_classes)
-    ap_sum = np.bincount(labels, weights=ap, minlength=n_classes)
-    top1_sum = np.bincount(labels, weights=correct, minlength=n_classes)
-    confusion = confusion_counts(labels, np.asarray(top)[:, 0], n_classes)
+    predicted = np.asarray(top)[:, 0]
+    confusion = confusion_counts(labels, predicted, n_classes)
     np.fill_diagonal(confusion, 0)
-    rows = []
-    for c in np.flatnonzero(n):
-        worst = int(confusion[c].argmax())
-        rows.append(
-            {
-                "class": classes[c],
-                "n": int(n[c]),
-                "top1": float(top1_sum[c] / n[c]),
-                "map3": float(ap_sum[c] / n[c]),
-                "confused_with": classes[worst] if confusion[c, worst] else "",
-                "confused_n": int(confusion[c, worst]),
-            }
-        )
-    rows.sort(key=lambda r: (r["map3"], r["top1"], r["class"]))
-    return rows
+    worst = confusion.argmax(axis=1)
+    worst_n = confusion[np.arange(n_classes), worst]
+    table = pd.DataFrame(
+        {
+            "label": labels,
+            "top1": predicted == labels,
+            "map3": precision_at_rank(top, labels, 3),
+        }
+    )
+    by_class = table.groupby("label").agg(n=("top1", "size"), top1=("top1", "mean"),
+                                          map3=("map3", "mean"))  # fmt: skip
+    idx = by_class.index.to_numpy()
+    by_class.insert(0, "class", np.asarray(classes, dtype=object)[idx])
+    by_class["confused_with"] = np.where(
+        worst_n[idx] > 0, np.asarray(classes, dtype=object)[worst[idx]], ""
+    )
+    by_class["confused_n"] = worst_n[idx]
+    by_class["top1"] = by_class["top1"].astype(float)
+    return by_class.sort_values(["map3", "top1", "class"]).reset_index(drop=True)[PER_CLASS_COLUMNS]

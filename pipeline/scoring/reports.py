@@ -1,0 +1,100 @@
+"""What `evaluate` writes besides its metrics: the per-class table, the confusion records for
+DVC's `confusion` template, and a gallery of the most confidently wrong drawings."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image, ImageDraw, ImageFont
+
+from pipeline.common.files import atomic_file
+from pipeline.core.drawings import Drawings
+
+TILE = 160  # gallery tile side in pixels (drawing area plus a two-line caption)
+CAPTION_H = 30
+
+
+def most_confident_mistakes(
+    proba: np.ndarray, predicted: np.ndarray, labels: np.ndarray, n: int
+) -> np.ndarray:
+    """Indices of up to n wrong rows, highest top-1 probability first."""
+    wrong = np.flatnonzero(predicted != labels)
+    confidence = proba[wrong, predicted[wrong]]
+    return wrong[np.argsort(-confidence, kind="stable")[:n]]
+
+
+def write_per_class(path: Path, table: pd.DataFrame) -> None:
+    """`per_class_table` as CSV, scores to 4 decimals (open it with `pd.read_csv`)."""
+    with atomic_file(path, newline="") as f:
+        table.to_csv(f, index=False, float_format="%.4f", lineterminator="\n")
+
+
+def write_confusion(
+    path: Path, labels: np.ndarray, predicted: np.ndarray, classes: list[str]
+) -> None:
+    """Records for DVC's `confusion` template (dvc.yaml: x: actual, y: predicted)."""
+    records = [
+        {"actual": classes[a], "predicted": classes[p]}
+        for a, p in zip(labels.tolist(), predicted.tolist(), strict=True)
+    ]
+    with atomic_file(path) as f:
+        json.dump(records, f, indent=0)
+        f.write("\n")
+
+
+def render_gallery(
+    drawings: Drawings, captions: list[tuple[str, str]], path: Path, tile: int = TILE
+) -> None:
+    """A grid of drawings with "true" / "-> predicted" captions, saved as PNG."""
+    n = len(drawings)
+    font = ImageFont.load_default(size=11)
+    if n == 0:
+        image = Image.new("RGB", (2 * tile, tile // 2), "white")
+        ImageDraw.Draw(image).text((8, 8), "no mistakes to show", fill="black", font=font)
+        _save_png(image, path)
+        return
+    columns = math.ceil(math.sqrt(n))
+    rows = math.ceil(n / columns)
+    image = Image.new("RGB", (columns * tile, rows * (tile + CAPTION_H)), "white")
+    draw = ImageDraw.Draw(image)
+    pad = 6
+    scale = (tile - 2 * pad) / 255
+    for i in range(n):
+        x0, y0 = (i % columns) * tile, (i // columns) * (tile + CAPTION_H)
+        draw.rectangle([x0, y0, x0 + tile - 1, y0 + tile + CAPTION_H - 1], outline="#cccccc")
+        for xs, ys in drawings.strokes(i):
+            line = [
+                (x0 + pad + x * scale, y0 + pad + y * scale) for x, y in zip(xs, ys, strict=True)
+            ]
+            if len(line) == 1:
+                (cx, cy) = line[0]
+                draw.ellipse([cx - 1, cy - 1, cx + 1, cy + 1], fill="black")
+            else:
+                draw.line(line, fill="black", width=2, joint="curve")
+        true, predicted = captions[i]
+        draw.text((x0 + 4, y0 + tile), _fit(draw, true, font, tile - 8), fill="#006400", font=font)
+        draw.text(
+            (x0 + 4, y0 + tile + 14),
+            _fit(draw, f"-> {predicted}", font, tile - 8),
+            fill="#b00000",
+            font=font,
+        )
+    _save_png(image, path)
+
+
+def _fit(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.FreeTypeFont, width: int) -> str:
+    """Shorten text with an ellipsis until it fits the tile."""
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength(text + "…", font=font) > width:
+        text = text[:-1]
+    return text + "…"
+
+
+def _save_png(image: Image.Image, path: Path) -> None:
+    with atomic_file(path, "wb") as f:
+        image.save(f, format="PNG")

@@ -1,0 +1,132 @@
+"""Checkpoints: resume a killed run exactly, keep the best model, export it atomically.
+
+    checkpoints/last.pt   model, optimiser, scaler, RNG states, `TrainState` (every epoch and
+                          every `checkpoint_every_s`): a rerun resumes mid-epoch from here
+    checkpoints/best.pt   the best model by val/map3 so far, with its figures in `meta`
+    models/model.pt       a copy of best.pt, written when the run ends (the DVC output)
+
+A last.pt whose `meta.fingerprint` differs (other params, other data, other world size) is
+ignored, with a warning, and the run starts fresh. Only rank 0 writes. Every file is written to
+a temporary name and renamed, so a kill never leaves a truncated file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from pipeline.common.config import TrainConfig, to_dict
+from pipeline.common.files import atomic_file
+from pipeline.core.store import DrawingStore
+from pipeline.models.checkpoint import save_checkpoint
+
+log = logging.getLogger(__name__)
+
+# Params that do not change the trained weights, so a checkpoint made with others still resumes.
+NOT_FINGERPRINTED = ("workers", "checkpoint_every_s")
+
+
+@dataclass
+class TrainState:
+    """Where a run is; saved in last.pt so a rerun continues from here."""
+
+    epoch: int = 0
+    batch: int = 0  # batches of `epoch` already done
+    step: int = 0
+    elapsed_s: float = 0.0  # training time across resumes
+    total_steps: int = 0  # current estimate of the run's length in steps
+    best_map3: float = -1.0
+    finished: bool = False
+    history: list[dict[str, float]] = field(default_factory=list)  # per-epoch dvclive rows
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def fingerprint(cfg: TrainConfig, store: DrawingStore, world_size: int) -> str:
+    """What a checkpoint must share with this run to be resumed."""
+    params = {k: v for k, v in to_dict(cfg).items() if k not in NOT_FINGERPRINTED}
+    data = {k: store.attrs.get(k) for k in ("classes", "counts", "params")}
+    blob = json.dumps([params, data, world_size], sort_keys=True, default=str)
+    return hashlib.sha1(blob.encode()).hexdigest()[:16]
+
+
+class Checkpoints:
+    """last.pt, best.pt and the exported model of one run (writes only on the main rank)."""
+
+    def __init__(self, checkpoint_dir: Path, model_path: Path, is_main: bool) -> None:
+        self.last_path = checkpoint_dir / "last.pt"
+        self.best_path = checkpoint_dir / "best.pt"
+        self.model_path = model_path
+        self.is_main = is_main
+
+    def save_last(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scaler: torch.amp.GradScaler,
+        state: TrainState,
+        meta: dict[str, Any],
+    ) -> None:
+        if not self.is_main:
+            return
+        ckpt = {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scaler": scaler.state_dict(),
+            "state": state.to_dict(),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            },
+            "meta": meta,
+        }
+        save_checkpoint(ckpt, self.last_path)
+
+    def save_best(self, model: nn.Module, meta: dict[str, Any]) -> None:
+        if self.is_main:
+            save_checkpoint({"model": model.state_dict(), "meta": meta}, self.best_path)
+
+    def export(self) -> None:
+        """best.pt -> models/model.pt, atomically (the DVC output is never half-written)."""
+        if not self.is_main:
+            return
+        with open(self.best_path, "rb") as src, atomic_file(self.model_path, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+
+    def load_last(self, device: torch.device, expected: str) -> dict[str, Any] | None:
+        """last.pt if it exists, is readable and carries fingerprint `expected`; else None."""
+        if not self.last_path.is_file():
+            return None
+        try:
+            ckpt = torch.load(self.last_path, map_location=device, weights_only=True)
+        except Exception as err:
+            log.warning("cannot read %s (%s); starting fresh", self.last_path, err)
+            return None
+        if not _is_resumable(ckpt):
+            log.warning("%s is not a resumable checkpoint; starting fresh", self.last_path)
+            return None
+        if ckpt["meta"].get("fingerprint") != expected:
+            log.warning("%s was made with other params or data; starting fresh", self.last_path)
+            return None
+        return ckpt
+
+
+def _is_resumable(ckpt: Any) -> bool:
+    keys = {"model", "optimizer", "scaler", "state", "rng", "meta"}
+    state_keys = {f.name for f in fields(TrainState)}
+    return (
+        isinstance(ckpt, dict)
+        and keys <= ckpt.keys()
+        and isinstance(ckpt["state"], dict)
+        and set(ckpt["state"]) == state_keys
+        and isinstance(ckpt["meta"], dict)
+    )

@@ -1,0 +1,273 @@
+"""The training loop: batches in, one optimiser step each, an evaluation per epoch.
+
+AdamW with the schedule of `pipeline.training.schedule`, gradient clipping every step, label
+smoothing, autocast on GPUs. `time_budget_s` counts wall time of the loop (validation included)
+across resumes. The step loop reads nothing back from the device except every `SYNC_EVERY`
+steps (the progress bar's loss), so a GPU is never kept waiting.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pipeline.common.cli import progress, set_seed
+from pipeline.common.config import TrainConfig, to_dict
+from pipeline.common.errors import PipelineError
+from pipeline.common.paths import Paths
+from pipeline.core.batches import TrainBatches, eval_batches, make_loader, shard_blocks
+from pipeline.core.features import Augment, feature_meta
+from pipeline.core.store import DrawingStore
+from pipeline.models import build_model, model_config
+from pipeline.training import distributed as D
+from pipeline.training.checkpoints import Checkpoints, TrainState, fingerprint
+from pipeline.training.live import LiveLog
+from pipeline.training.schedule import budget_steps, lr_at
+from pipeline.training.validation import validate
+
+log = logging.getLogger(__name__)
+
+SYNC_EVERY = 25  # steps between DDP budget agreements and progress-bar loss updates
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module  # the final (not necessarily best) weights, unwrapped from DDP
+    summary: dict[str, float]
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, ddp: D.Dist, paths: Paths, log_live: bool) -> None:
+        self.cfg, self.ddp = cfg, ddp
+        self.device = D.pick_device(ddp)
+        torch.set_num_threads(D.torch_threads(cfg.threads, cfg.workers, ddp))
+        set_seed(cfg.seed)
+
+        store = DrawingStore(paths.store_path)
+        self.classes = store.classes
+        train_split, val_split = store.split("train"), store.split("val")
+        if len(train_split) == 0:
+            raise PipelineError(f"{paths.store_path} has no training drawings; check preprocess")
+        if len(val_split) == 0:
+            raise PipelineError(
+                f"{paths.store_path} has no validation drawings; set preprocess.val_per_class > 0"
+            )
+        self.n_train = len(train_split)
+        blocks = shard_blocks(train_split.n_blocks, ddp.rank, ddp.world_size)
+        self.dataset = TrainBatches(
+            paths.store_path, "train", blocks, cfg.batch_size, cfg.shuffle_buffer_blocks,
+            cfg.max_points, Augment.from_train_cfg(cfg), cfg.seed, ddp.rank,
+        )  # fmt: skip
+        self.loader = make_loader(self.dataset, cfg.workers, self.device.type == "cuda")
+        counts = [self.dataset.n_batches(e) for e in range(cfg.epochs)]
+        self.epoch_batches = D.all_min(counts, ddp, self.device)  # DDP: the shortest shard
+        self.val = eval_batches(val_split.read(), cfg.batch_size * 2, cfg.max_points)
+
+        self.model_cfg = model_config(cfg, len(self.classes))
+        self.model = build_model(self.model_cfg).to(self.device)
+        self.net: nn.Module = self.model
+        if ddp.world_size > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        torch.manual_seed(cfg.seed * 1000 + ddp.rank)  # dropout differs per rank
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay
+        )
+        self.amp = D.amp_dtype(self.device)
+        self.scaler = torch.amp.GradScaler(
+            "cuda", enabled=self.amp == torch.float16 and self.device.type == "cuda"
+        )
+        self.state = TrainState(total_steps=sum(self.epoch_batches))
+        self.fingerprint = fingerprint(cfg, store, ddp.world_size)
+        self.checkpoints = Checkpoints(paths.checkpoint_dir, paths.model_path, ddp.is_main)
+        self.live_dir = paths.live_dir if log_live and ddp.is_main else None
+        self._clock_start, self._elapsed_before = time.monotonic(), 0.0
+
+    # ---- the loop -------------------------------------------------------------------------
+
+    def fit(self, stop_after_steps: int | None = None) -> TrainResult:
+        """Train (or resume) to the end; `stop_after_steps` stops early as if killed (tests)."""
+        self._resume()
+        st = self.state
+        live = LiveLog(self.live_dir, st.history)
+        if st.finished:
+            log.info("checkpoint says this run already finished; exporting its best model")
+        self._clock_start, self._elapsed_before = time.monotonic(), st.elapsed_s
+        while not st.finished:
+            if st.epoch >= self.cfg.epochs or st.step >= st.total_steps:
+                st.finished = True
+                break
+            row = self._train_epoch(stop_after_steps)
+            if row is None:  # stopped by the test hook
+                self._save_last()
+                log.info("stopped after %s steps (test hook); rerun to resume", f"{st.step:,}")
+                return TrainResult(self.model, {})
+            row |= validate(self.model, self.val, self.device, self.amp)
+            n_batches = self.epoch_batches[st.epoch]
+            if st.batch >= n_batches:
+                st.epoch, st.batch = st.epoch + 1, 0
+            row |= {"epoch": st.epoch + st.batch / n_batches, "time_s": self._tick()}
+            st.history.append(row)
+            st.finished = st.step >= st.total_steps or st.epoch >= self.cfg.epochs
+            live.log(row)
+            if row["val/map3"] > st.best_map3:
+                st.best_map3 = row["val/map3"]
+                self.checkpoints.save_best(self.model, self._meta() | row | {"step": st.step})
+            self._save_last()
+            if self.ddp.is_main:
+                log.info(
+                    "epoch %.2f  loss %.4f  val/map3 %.4f  val/top1 %.4f  %s samples/s  %.0f s",
+                    row["epoch"], row["train/loss"], row["val/map3"], row["val/top1"],
+                    f"{row['train/samples_per_s']:,.0f}", st.elapsed_s,
+                )  # fmt: skip
+        return TrainResult(self.model, self._finish(live))
+
+    def _train_epoch(self, stop_after_steps: int | None) -> dict[str, float] | None:
+        """Steps to the end of the epoch (or of the run); the epoch's training figures."""
+        cfg, st = self.cfg, self.state
+        n_batches = self.epoch_batches[st.epoch]
+        self.dataset.set_epoch(st.epoch, st.batch)
+        self.net.train()
+        loss_sum = torch.zeros((), device=self.device)
+        n_seen, n_steps, started = 0, 0, time.monotonic()
+        last_ckpt = time.monotonic()
+        bar = progress(total=n_batches, initial=st.batch, desc=f"epoch {st.epoch + 1}/{cfg.epochs}",
+                       disable=not self.ddp.is_main, leave=False, unit="batch")  # fmt: skip
+        for x, lengths, labels in self.loader:
+            if st.batch >= n_batches:
+                break  # DDP: ranks stop at the shortest shard
+            loss = self._step(x, lengths, labels)
+            loss_sum += loss.detach()
+            n_seen += len(labels)
+            n_steps += 1
+            st.step += 1
+            st.batch += 1
+            bar.update()
+            # One process re-estimates the budget every step (clock reads only); DDP ranks
+            # agree on a broadcast estimate every SYNC_EVERY steps (and early, at 2^k).
+            sync_point = st.step % SYNC_EVERY == 0 or st.step & (st.step - 1) == 0
+            if self.ddp.world_size == 1 or sync_point:
+                self._estimate_total()
+            if st.step % SYNC_EVERY == 0:
+                rate = n_seen * self.ddp.world_size / (time.monotonic() - started)
+                bar.set_postfix(loss=f"{loss.item():.3f}", samples_s=f"{rate:,.0f}")
+            if stop_after_steps is not None and st.step >= stop_after_steps:
+                bar.close()
+                self._tick()
+                return None
+            if st.step >= st.total_steps:
+                break
+            if 0 < cfg.checkpoint_every_s <= time.monotonic() - last_ckpt:
+                self._tick()
+                self._save_last()
+                last_ckpt = time.monotonic()
+        bar.close()
+        train_time = time.monotonic() - started
+        self._tick()
+        return {
+            "train/loss": float(loss_sum.item()) / max(n_steps, 1),
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "train/samples_per_s": n_seen * self.ddp.world_size / max(train_time, 1e-9),
+        }
+
+    def _step(self, x: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        cfg = self.cfg
+        lr = lr_at(self.state.step / max(self.state.total_steps, 1), cfg.learning_rate)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        x = x.to(self.device, non_blocking=True)  # (B, T, F)
+        labels = labels.to(self.device, non_blocking=True)  # (B,)
+        with D.autocast(self.device, self.amp):
+            logits = self.net(x, lengths)  # (B, C); lengths stay on the CPU (no device sync)
+        loss = F.cross_entropy(logits.float(), labels, label_smoothing=cfg.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return loss
+
+    def _tick(self) -> float:
+        """Bring `state.elapsed_s` (training time across resumes) up to now; return it."""
+        self.state.elapsed_s = self._elapsed_before + time.monotonic() - self._clock_start
+        return self.state.elapsed_s
+
+    def _estimate_total(self) -> None:
+        """Total steps that fit the time budget, from the step rate so far (rank 0 decides)."""
+        st = self.state
+        if self.cfg.time_budget_s <= 0:
+            return
+        estimate = budget_steps(st.step, self._tick(), self.cfg.time_budget_s,
+                                sum(self.epoch_batches))  # fmt: skip
+        st.total_steps = D.broadcast(estimate, self.ddp, self.device)
+
+    # ---- checkpoints and the end of the run -------------------------------------------------
+
+    def _meta(self) -> dict[str, Any]:
+        return {
+            "classes": list(self.classes),
+            "train_cfg": to_dict(self.cfg),
+            "model_cfg": self.model_cfg.to_dict(),
+            "features": feature_meta(self.cfg.max_points),
+            "fingerprint": self.fingerprint,
+        }
+
+    def _save_last(self) -> None:
+        self.checkpoints.save_last(self.model, self.optimizer, self.scaler, self.state,
+                                   self._meta())  # fmt: skip
+
+    def _resume(self) -> None:
+        ckpt = self.checkpoints.load_last(self.device, self.fingerprint)
+        if ckpt is None:
+            return
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        self.state = TrainState(**ckpt["state"])
+        if self.ddp.is_main:
+            torch.set_rng_state(ckpt["rng"]["torch"].cpu())
+            if torch.cuda.is_available() and ckpt["rng"]["cuda"]:
+                torch.cuda.set_rng_state_all([s.cpu() for s in ckpt["rng"]["cuda"]])
+        else:
+            torch.manual_seed(self.cfg.seed * 1000 + self.ddp.rank + self.state.step)
+        st = self.state
+        log.info(
+            "resuming from %s: epoch %d, batch %s, step %s, %.0f s trained",
+            self.checkpoints.last_path, st.epoch, f"{st.batch:,}", f"{st.step:,}", st.elapsed_s,
+        )  # fmt: skip
+
+    def _finish(self, live: LiveLog) -> dict[str, float]:
+        """Export the best model and write the summary (its figures, not the last epoch's)."""
+        st = self.state
+        if not st.history:
+            raise PipelineError("training ended before one evaluation; raise epochs or budget")
+        best = max(st.history, key=lambda r: r["val/map3"])
+        summary = {
+            "val/map3": best["val/map3"],
+            "val/top1": best["val/top1"],
+            "val/loss": best["val/loss"],
+            "best_epoch": best["epoch"],
+            "epochs": st.history[-1]["epoch"],
+            "steps": st.step,
+            "time_s": st.elapsed_s,
+            "train/drawings": self.n_train,
+            "train/samples_per_s": float(np.mean([r["train/samples_per_s"] for r in st.history])),
+        }
+        self._save_last()
+        self.checkpoints.export()
+        live.end(summary)
+        if self.ddp.is_main:
+            log.info(
+                "best val/map3 %.4f (epoch %.2f) -> %s; %s steps in %.0f s",
+                best["val/map3"], best["epoch"], self.checkpoints.model_path, f"{st.step:,}",
+                st.elapsed_s,
+            )  # fmt: skip
+        return summary
