@@ -9,7 +9,7 @@ Run:     python -m pipeline.preprocess [--params configs/params.yaml]   (or `dvc
 How it scales (49M drawings, 23 GB of CSV, bounded memory):
 - Pass 1 (`pipeline.ingest.class_files`): worker processes parse one class file each into a
   temporary run and pick its validation drawings; the test split is written here meanwhile
-  (`pipeline.ingest.test_split`).
+  (`pipeline.ingest.testsplit`).
 - Pass 2 (`pipeline.ingest.interleave`): a streaming merge of the runs, class-interleaved.
 - Everything is written into a temporary folder that replaces `data/processed` only when whole.
 
@@ -37,7 +37,7 @@ from pipeline.core.store import create_store
 from pipeline.ingest.class_files import ClassFilePool, ClassResult, ClassTask
 from pipeline.ingest.interleave import merge_split
 from pipeline.ingest.reasons import REJECT_REASONS, REJECTS_HEADER
-from pipeline.ingest.test_split import read_solution, write_test_split
+from pipeline.ingest.testsplit import read_solution, write_test_split
 
 log = logging.getLogger(__name__)
 

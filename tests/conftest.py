@@ -1,11 +1,16 @@
 """Shared fixtures and builders: the real-data folder, a tiny params set, a repo-like working
-folder, small stores and checkpoints made the way the stages make them."""
+folder, small stores and checkpoints made the way the stages make them; and the independent
+references (MAP@3, ranking, prior balancing, the drawing format) that tests judge the pipeline
+against, each worked out from its definition without calling the code it checks."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +22,7 @@ from pipeline.common.config import TrainConfig, from_dict, to_dict
 from pipeline.core.drawings import Drawings
 from pipeline.core.features import feature_meta
 from pipeline.core.store import SplitWriter, create_store
+from pipeline.ingest.reasons import Reason
 from pipeline.models import build_model, model_config
 
 REPO_DIR = Path(__file__).resolve().parents[1]
@@ -152,6 +158,19 @@ def random_drawings(rng: np.random.Generator, n: int) -> list[list[tuple[list[in
     ]
 
 
+def labelled_random_drawings(rng: np.random.Generator, n: int) -> Drawings:
+    """n drawings of 1-3 strokes with 1-8 points each, labels 0-4, key_ids a permutation of
+    0..n-1 (so gathers and slices can be checked column by column)."""
+    strokes = [
+        [(rng.integers(0, 256, k).tolist(), rng.integers(0, 256, k).tolist())
+         for k in rng.integers(1, 9, rng.integers(1, 4))]
+        for _ in range(n)
+    ]  # fmt: skip
+    return Drawings.from_strokes(
+        strokes, rng.integers(0, 5, n).tolist(), rng.permutation(n).tolist()
+    )
+
+
 def make_labelled_store(
     path: Path,
     n_val: int = 24,
@@ -202,3 +221,107 @@ def make_checkpoint(
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"model": net.state_dict(), "meta": meta}, path)
     return path
+
+
+# ---------------------------------------------------------------- independent references
+
+
+def reference_apk(actual: list[int], predicted: list[int], k: int = 3) -> float:
+    """Kaggle's ml_metrics.average_precision.apk, copied as the straightforward reference:
+    a hit at rank 1, 2, 3 scores 1, 1/2, 1/3; a repeated label counts once."""
+    predicted = predicted[:k]
+    score, num_hits = 0.0, 0.0
+    for i, p in enumerate(predicted):
+        if p in actual and p not in predicted[:i]:
+            num_hits += 1.0
+            score += num_hits / (i + 1.0)
+    return score / min(len(actual), k) if actual else 0.0
+
+
+def reference_top_k(proba: np.ndarray, k: int = 3) -> list[list[int]]:
+    """Each row's k highest-scoring classes, best first, ties to the lower class index: a plain
+    Python sort of every row."""
+    rows = np.asarray(proba, np.float64).tolist()
+    return [sorted(range(len(row)), key=lambda c: (-row[c], c))[:k] for row in rows]
+
+
+def reference_scores(top: Sequence[Sequence[int]], labels: Sequence[int]) -> dict[str, float]:
+    """{"map3", "top1", "top3"} of rankings (best first) against one true label per row."""
+    pairs = list(zip(np.asarray(labels).tolist(), [list(t) for t in top], strict=True))
+    return {
+        "map3": sum(reference_apk([label], t) for label, t in pairs) / len(pairs),
+        "top1": sum(t[0] == label for label, t in pairs) / len(pairs),
+        "top3": sum(label in t[:3] for label, t in pairs) / len(pairs),
+    }
+
+
+def reference_balance(proba: np.ndarray, max_iter: int = 100_000) -> np.ndarray:
+    """proba (N, C) reweighted per class so every class gets a soft mass of N / C, rows summing
+    to 1: textbook iterative proportional fitting in float64, run to convergence. For positive
+    proba the balanced rows are unique, so any correct solver must land here."""
+    p = np.asarray(proba, np.float64)
+    n, n_classes = p.shape
+    weights = np.ones(n_classes)
+    for _ in range(max_iter):
+        q = p * weights
+        q /= q.sum(axis=1, keepdims=True)
+        mass = q.sum(axis=0)
+        if np.abs(mass / (n / n_classes) - 1).max() < 1e-12:
+            return q
+        weights *= (n / n_classes) / mass
+    raise AssertionError("reference_balance did not converge")
+
+
+def reference_parse(text: str | bytes) -> tuple[Reason, np.ndarray | None]:
+    """A drawing string judged by the format's definition (pipeline/ingest/parse.py docstring),
+    with json.loads: (reason, points (n, 3) uint8 x, y, pen = 1 on each stroke's last point).
+
+    Simplified: a JSON list of strokes [xs, ys], integers 0..255. Raw: every stroke [xs, ys, ts]
+    of finite numbers, shifted to a minimum of 0, scaled so the longer side is 255, rounded.
+    Reasons, first match wins: unparseable (not JSON, wrong nesting, a non-integer simplified
+    coordinate), xy_mismatch (lists of a stroke differ in length), empty (no strokes, or a stroke
+    without points), out_of_range (a simplified coordinate outside 0..255). Points are None when
+    rejected, and for a raw drawing whose extent overflows a float (no defined answer).
+    """
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
+    if not text.strip():
+        return Reason.EMPTY, None
+    try:
+        obj = json.loads(text)
+    except (ValueError, RecursionError):
+        return Reason.UNPARSEABLE, None
+    if not isinstance(obj, list):
+        return Reason.UNPARSEABLE, None
+    if not obj:
+        return Reason.EMPTY, None
+    if not all(isinstance(s, list) for s in obj) or {len(s) for s in obj} not in ({2}, {3}):
+        return Reason.UNPARSEABLE, None
+    raw = len(obj[0]) == 3
+
+    def is_coordinate(v: object) -> bool:
+        if isinstance(v, bool):
+            return False
+        return isinstance(v, int) or (raw and isinstance(v, float) and math.isfinite(v))
+
+    if not all(isinstance(a, list) and all(map(is_coordinate, a)) for s in obj for a in s):
+        return Reason.UNPARSEABLE, None
+    if any(len({len(a) for a in s}) > 1 for s in obj):
+        return Reason.XY_MISMATCH, None
+    if any(not s[0] for s in obj):
+        return Reason.EMPTY, None
+    xs = [v for s in obj for v in s[0]]
+    ys = [v for s in obj for v in s[1]]
+    if raw:
+        xs, ys = [float(v) for v in xs], [float(v) for v in ys]
+        x0, y0 = min(xs), min(ys)
+        extent = max(max(xs) - x0, max(ys) - y0)
+        scale = 255.0 / extent if extent > 0 else 1.0
+        if not (math.isfinite(extent) and math.isfinite(scale)):
+            return Reason.OK, None
+        xs = [min(max(round((v - x0) * scale), 0), 255) for v in xs]
+        ys = [min(max(round((v - y0) * scale), 0), 255) for v in ys]
+    elif not all(0 <= v <= 255 for v in xs + ys):
+        return Reason.OUT_OF_RANGE, None
+    pen = [int(i == len(s[0]) - 1) for s in obj for i in range(len(s[0]))]
+    return Reason.OK, np.array([xs, ys, pen], np.uint8).T.reshape(-1, 3)

@@ -7,21 +7,11 @@ import numpy as np
 import pytest
 
 from pipeline.core.drawings import Drawings, cap_points
-
-
-def random_drawings(rng: np.random.Generator, n: int) -> Drawings:
-    strokes = [
-        [(rng.integers(0, 256, k).tolist(), rng.integers(0, 256, k).tolist())
-         for k in rng.integers(1, 9, rng.integers(1, 4))]
-        for _ in range(n)
-    ]  # fmt: skip
-    return Drawings.from_strokes(
-        strokes, rng.integers(0, 5, n).tolist(), rng.permutation(n).tolist()
-    )
+from tests.conftest import labelled_random_drawings
 
 
 def test_take_and_slice_agree_with_per_drawing_access() -> None:
-    d = random_drawings(np.random.default_rng(1), 20)
+    d = labelled_random_drawings(np.random.default_rng(1), 20)
     index = np.array([7, 3, 3, 19, 0])
     taken = d.take(index)
     for j, i in enumerate(index):
@@ -34,7 +24,7 @@ def test_take_and_slice_agree_with_per_drawing_access() -> None:
 
 
 def test_take_refuses_an_index_out_of_range() -> None:
-    d = random_drawings(np.random.default_rng(2), 5)
+    d = labelled_random_drawings(np.random.default_rng(2), 5)
     assert len(d.take(np.array([], np.int64))) == 0
     for bad in ([5], [-1], [0, 7]):
         with pytest.raises(IndexError):

@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import download
+from pipeline import download, train
 from pipeline.common.config import DownloadConfig, PreprocessConfig, from_dict
 from pipeline.common.errors import PipelineError
 from pipeline.common.paths import Paths
@@ -37,6 +37,7 @@ from pipeline.models.checkpoint import load_model
 from pipeline.preprocess import run as preprocess_run
 from pipeline.scoring.submission import validate_submission
 from pipeline.sources import kaggle
+from tests.conftest import make_polygon_store, train_config
 
 HERE = Paths.under(".")  # the repo layout, relative to the cwd (tests chdir into `workdir`)
 
@@ -155,7 +156,10 @@ def test_hostile_quoting_rejects_the_row_and_never_crashes(tmp_path: Path) -> No
     keys = np.concatenate([store.split(s).key_ids for s in ("train", "val")]).tolist()
     assert set(range(100, 110)) | {908} <= set(keys)  # the good rows on either side survive
     assert store.split("test").key_ids.tolist() == [1, 2, 3]  # no test row is ever dropped
-    assert metrics["rejected_rows"] >= 1
+    # rejects.csv lists every problem row once: rejected train rows, flagged test rows.
+    train_rejects = [r for r in rejects if r["file"] != "test_simplified.csv"]
+    assert metrics["rejected_rows"] == len(train_rejects) >= 1
+    assert metrics["test/invalid_rows"] == len(rejects) - len(train_rejects)
 
 
 def read_test_rows(path: Path, block_bytes: int) -> list[tuple[int, int, int]]:
@@ -384,9 +388,6 @@ def test_checkpoint_with_code_in_it_is_refused_unrun(tmp_path: Path) -> None:
 def test_damaged_last_checkpoint_restarts_training_with_a_warning(
     tmp_path: Path, params: dict, caplog: pytest.LogCaptureFixture, damage: str
 ) -> None:
-    from pipeline import train
-    from tests.conftest import make_polygon_store, train_config
-
     paths = Paths.under(tmp_path)
     make_polygon_store(paths.store_path)
     cfg = train_config(params, epochs=1)

@@ -13,17 +13,7 @@ from pipeline.scoring.metrics import (
     top_k_accuracy,
     topk_indices,
 )
-
-
-def reference_apk(actual: list[int], predicted: list[int], k: int = 3) -> float:
-    """Kaggle's ml_metrics.average_precision.apk, copied as the straightforward reference."""
-    predicted = predicted[:k]
-    score, num_hits = 0.0, 0.0
-    for i, p in enumerate(predicted):
-        if p in actual and p not in predicted[:i]:
-            num_hits += 1.0
-            score += num_hits / (i + 1.0)
-    return score / min(len(actual), k) if actual else 0.0
+from tests.conftest import reference_apk, reference_top_k
 
 
 @pytest.mark.parametrize(
@@ -66,7 +56,9 @@ def test_matches_reference_on_random_data() -> None:
 
 def test_topk_is_descending_with_stable_ties() -> None:
     proba = np.array([[0.1, 0.5, 0.2, 0.2], [0.25, 0.25, 0.25, 0.25]])
-    assert topk_indices(proba, 3).tolist() == [[1, 2, 3], [0, 1, 2]]
+    expected = [[1, 2, 3], [0, 1, 2]]  # ties go to the lower class index
+    assert topk_indices(proba, 3).tolist() == expected
+    assert reference_top_k(proba, 3) == expected  # the shared reference ranks the same way
 
 
 def test_topk_agrees_with_full_sort_across_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -74,7 +66,7 @@ def test_topk_agrees_with_full_sort_across_chunks(monkeypatch: pytest.MonkeyPatc
     proba = np.random.default_rng(1).random((50, 9)).astype(np.float32)
     assert np.array_equal(topk_indices(proba, 3), np.argsort(-proba, axis=1)[:, :3])
     tied = np.round(proba, 1)  # many equal scores per row
-    assert np.array_equal(topk_indices(tied, 3), np.argsort(-tied, axis=1, kind="stable")[:, :3])
+    assert topk_indices(tied, 3).tolist() == reference_top_k(tied, 3)
 
 
 def test_topk_with_fewer_classes_than_k() -> None:

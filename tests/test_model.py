@@ -14,6 +14,7 @@ from pipeline.core.features import N_FEATURES, feature_meta
 from pipeline.models import MODELS, build_model
 from pipeline.models.checkpoint import load_model
 from pipeline.models.inference import predict_proba
+from pipeline.models.layers import masked_pool
 from pipeline.models.rnn import SequenceConfig
 
 N_CLASSES = 7
@@ -60,10 +61,34 @@ def test_logits_do_not_depend_on_padding_or_batch_mates(model: str, stride: int)
     )
 
 
+def n_parameters(net: torch.nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
 def test_models_differ_by_rnn_cell() -> None:
+    # Same conv front-end and head; the cell differs. An LSTM has 4 gates where a GRU has 3, each
+    # gate H x (inputs + H) weights and 2 x H biases (PyTorch's layout). With H = 12 the first
+    # layer reads 10 conv channels and the second 2 x 12 (both directions), so the bilstm has
+    # one gate more, for 2 layers x 2 directions:
+    gate = {1: 12 * (10 + 12) + 2 * 12, 2: 12 * (2 * 12 + 12) + 2 * 12}  # 288, 456
+    extra = 2 * (gate[1] + gate[2])
     gru, lstm = build_model(small_config("gru")), build_model(small_config("bilstm"))
-    assert isinstance(gru.forward_rnns[0], torch.nn.GRU)
-    assert isinstance(lstm.forward_rnns[0], torch.nn.LSTM)
+    assert n_parameters(lstm) - n_parameters(gru) == extra == 1488
+
+
+def test_masked_pooling_hand_worked() -> None:
+    # Two drawings, the second 2 steps long: its padded third step (99s) must not count.
+    h = torch.tensor([[[1.0, -2.0], [3.0, 4.0], [5.0, 0.0]],
+                      [[2.0, 6.0], [-4.0, 2.0], [99.0, 99.0]]])  # fmt: skip
+    mask = torch.tensor([[True, True, True], [True, True, False]])
+    expected = {
+        "sum": [[9.0, 2.0], [-2.0, 8.0]],
+        "mean": [[3.0, 2 / 3], [-1.0, 4.0]],
+        "max": [[5.0, 4.0], [2.0, 6.0]],
+        "meanmax": [[3.0, 2 / 3, 5.0, 4.0], [-1.0, 4.0, 2.0, 6.0]],
+    }
+    for pooling, want in expected.items():
+        torch.testing.assert_close(masked_pool(h, mask, pooling), torch.tensor(want))
 
 
 def test_even_kernel_is_refused() -> None:

@@ -1,5 +1,6 @@
 """The drawing parser: exact round trips, a reason for every malformed string, never a silent
-mis-parse (the vectorised fast path must agree with json.loads on anything)."""
+mis-parse (whichever path a string takes, the result is what the format's definition, worked out
+with json.loads in tests/conftest.py::reference_parse, says)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.core.drawings import Drawings
-from pipeline.ingest.parse import parse_drawing_exact, parse_drawings
+from pipeline.ingest.parse import parse_drawings
 from pipeline.ingest.reasons import Reason
+from tests.conftest import reference_parse
 
 OK, EMPTY, XY_MISMATCH = Reason.OK, Reason.EMPTY, Reason.XY_MISMATCH
 OUT_OF_RANGE, UNPARSEABLE = Reason.OUT_OF_RANGE, Reason.UNPARSEABLE
@@ -32,11 +34,6 @@ def as_points(strokes: list[tuple[list[int], list[int]]]) -> np.ndarray:
     return Drawings.from_strokes([strokes]).points
 
 
-def reference(text: str) -> tuple[np.ndarray, int]:
-    points, reason, _ = parse_drawing_exact(text)
-    return points, reason
-
-
 @given(st.lists(drawing, min_size=1, max_size=8), st.sampled_from([", ", ","]))
 @settings(max_examples=150, deadline=None)
 def test_round_trip_is_exact(drawings: list, separator: str) -> None:
@@ -50,8 +47,11 @@ def test_round_trip_is_exact(drawings: list, separator: str) -> None:
 
 @given(st.lists(drawing, min_size=1, max_size=4), st.data())
 @settings(max_examples=300, deadline=None)
-def test_fast_path_agrees_with_json_on_mutated_strings(drawings: list, data: st.DataObject) -> None:
-    # Corrupt valid strings byte by byte; whatever comes out must match the json.loads reference.
+def test_mutated_strings_are_read_as_the_definition_says(
+    drawings: list, data: st.DataObject
+) -> None:
+    # Corrupt valid strings byte by byte; whatever comes out (the fast path's answer or the
+    # exact parser's) must be the reason and points the format's definition gives.
     texts = []
     for d in drawings:
         text = list(json.dumps(d))
@@ -68,11 +68,13 @@ def test_fast_path_agrees_with_json_on_mutated_strings(drawings: list, data: st.
         texts.append("".join(text))
     parsed = parse_drawings(texts)
     for i, text in enumerate(texts):
-        points, reason = reference(text)
-        assert parsed.column("reason")[i] == reason, text
-        np.testing.assert_array_equal(
-            parsed.points[parsed.offsets[i] : parsed.offsets[i + 1]], points
-        )
+        reason, points = reference_parse(text)
+        assert Reason(parsed.column("reason")[i]) == reason, text
+        got = parsed.points[parsed.offsets[i] : parsed.offsets[i + 1]]
+        if points is None:
+            assert len(got) == 0, text  # a rejected drawing has no points
+        else:
+            np.testing.assert_array_equal(got, points, err_msg=text)
 
 
 @pytest.mark.parametrize(
@@ -110,22 +112,27 @@ def test_every_malformed_kind_gets_its_reason(text: str, reason: int) -> None:
     np.testing.assert_array_equal(parsed.points[:3], parsed.points[-3:])
     if reason != OK:
         assert parsed.offsets[2] == parsed.offsets[1]  # a rejected drawing has no points
+    assert reference_parse(text)[0] == reason  # the shared reference agrees with the table
 
 
 def test_raw_format_is_normalised_to_0_255() -> None:
-    # Google's raw drawings: [x, y, t] per stroke, any float range.
+    # Google's raw drawings: [x, y, t] per stroke, any float range. Shifted to a minimum of 0
+    # (x - 100.5, y + 50), then scaled so the longer side (x: 499.5) is 255, and rounded:
+    #   x: 0, 499.5, 199.5 -> 0, 255, 101.85 -> 102
+    #   y: 0, 200, 100     -> 0, 102.10 -> 102, 51.05 -> 51
     raw = json.dumps([[[100.5, 600.0], [-50.0, 150.0], [0, 30]], [[300.0], [50.0], [60]]])
     parsed = parse_drawings([raw])
     assert parsed.column("reason")[0] == OK and parsed.column("normalised").tolist() == [True]
-    points = parsed.points
-    assert points[:, :2].min() == 0 and points[:, :2].max() == 255
-    assert points[:, 2].tolist() == [0, 1, 1]  # stroke ends kept
+    assert parsed.points.tolist() == [[0, 0, 0], [255, 102, 1], [102, 51, 1]]  # stroke ends kept
 
 
-def test_bytes_and_str_inputs_agree() -> None:
+def test_bytes_and_str_inputs_give_the_same_points() -> None:
     texts = ["[[[1, 2], [3, 4]]]", "[[[5], [6]], [[7, 8], [9, 10]]]"]
-    a, b = parse_drawings(texts), parse_drawings([t.encode() for t in texts])
-    np.testing.assert_array_equal(a.points, b.points)
+    expected = [[1, 3, 0], [2, 4, 1], [5, 6, 1], [7, 9, 0], [8, 10, 1]]  # x, y, pen up after
+    for batch in (texts, [t.encode() for t in texts]):
+        parsed = parse_drawings(batch)
+        assert parsed.points.tolist() == expected
+        assert parsed.offsets.tolist() == [0, 2, 5]
 
 
 def test_real_drawings_fast_path_matches_json(kaggle16_dir: Path) -> None:

@@ -17,7 +17,6 @@ from pipeline.common.errors import PipelineError
 from pipeline.common.paths import Paths
 from pipeline.core.store import DrawingStore, unpack_country
 from pipeline.ingest.interleave import interleave_order, interleave_windows
-from pipeline.ingest.split import choose_val
 from pipeline.preprocess import main, run
 from tests.conftest import write_params
 
@@ -83,9 +82,10 @@ def test_round_trip_gives_back_the_csv_strokes_exactly(kaggle16_dir: Path, kaggl
                 assert country == row["countrycode"]
 
 
-def test_classes_are_the_sorted_file_stems_with_spaces(kaggle16_store) -> None:
+def test_classes_are_the_sorted_file_stems_with_spaces(kaggle16_dir: Path, kaggle16_store) -> None:
     _, store = kaggle16_store
-    assert store.classes == sorted(store.classes) and "paint can" in store.classes
+    stems = sorted(p.stem for p in (kaggle16_dir / "train_simplified").glob("*.csv"))
+    assert store.classes == stems and len(stems) == 16 and "paint can" in stems
     assert store.attrs["params"] == dataclasses.asdict(CFG)
 
 
@@ -101,16 +101,38 @@ def test_every_train_block_holds_each_class_in_proportion(kaggle16_store) -> Non
         assert (counts > 0).all(), start
 
 
+MASK64 = (1 << 64) - 1
+
+
+def splitmix64(x: int) -> int:
+    """The splitmix64 finaliser (Steele, Lea and Flood 2014) on Python ints, mod 2**64."""
+    z = (x + 0x9E3779B97F4A7C15) & MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+    return z ^ (z >> 31)
+
+
+def test_the_reference_hash_is_splitmix64() -> None:
+    # The first outputs of a SplitMix64 generator seeded with 0, as published with the algorithm.
+    assert splitmix64(0) == 0xE220A8397B1DCDAF
+    assert splitmix64(0x9E3779B97F4A7C15) == 0x6E789E6AA1B965F4
+
+
+def val_keys(keys: list[int], n_val: int, seed: int) -> set[int]:
+    """The n_val key_ids with the smallest splitmix64(key_id ^ splitmix64(seed))."""
+    mix = splitmix64(seed)
+    return set(sorted(keys, key=lambda k: splitmix64((k & MASK64) ^ mix))[:n_val])
+
+
 def test_val_split_is_balanced_and_chosen_by_key_hash(kaggle16_store) -> None:
     _, store = kaggle16_store
     val, train = store.split("val"), store.split("train")
     assert np.bincount(val.labels).tolist() == [10] * 16
     assert not set(val.key_ids.tolist()) & set(train.key_ids.tolist())
-    # For each class, the val key_ids are the ones choose_val picks from all of that class.
+    # For each class, the val key_ids are the 10 of that class with the smallest hash.
     for c in range(16):
-        keys = np.concatenate([train.key_ids[train.labels == c], val.key_ids[val.labels == c]])
-        chosen = set(keys[choose_val(keys, 10, CFG.seed)].tolist())
-        assert chosen == set(val.key_ids[val.labels == c].tolist())
+        keys = train.key_ids[train.labels == c].tolist() + val.key_ids[val.labels == c].tolist()
+        assert val_keys(keys, 10, CFG.seed) == set(val.key_ids[val.labels == c].tolist()), c
 
 
 def test_test_rows_keep_file_order_and_solution_labels(kaggle16_dir: Path, kaggle16_store) -> None:
@@ -282,7 +304,8 @@ def test_a_failed_run_leaves_the_previous_output_untouched(tmp_path: Path) -> No
         {"cat": good_rows("cat", 30, 1), "dog": [["US", "[]", "7", "True", "dog"]]},
         [["1", "US", GOOD]],
     )
-    with pytest.raises(PipelineError, match="'dog' has no usable drawings"):
+    # Named with its file (test_faults_limits.py counts on this test for that).
+    with pytest.raises(PipelineError, match=r"'dog' has no usable drawings; check \S*dog\.csv"):
         preprocess(tmp_path / "raw2", tmp_path)
     after = zarr.open_group(str(store_path), mode="r").attrs.asdict()
     assert before == after

@@ -17,17 +17,7 @@ from pipeline.core.store import (
     pack_country,
     unpack_country,
 )
-
-
-def random_drawings(rng: np.random.Generator, n: int) -> Drawings:
-    strokes = [
-        [(rng.integers(0, 256, k).tolist(), rng.integers(0, 256, k).tolist())
-         for k in rng.integers(1, 9, rng.integers(1, 4))]
-        for _ in range(n)
-    ]  # fmt: skip
-    return Drawings.from_strokes(
-        strokes, rng.integers(0, 5, n).tolist(), rng.permutation(n).tolist()
-    )
+from tests.conftest import labelled_random_drawings
 
 
 @pytest.fixture
@@ -39,7 +29,7 @@ def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_split_round_trip_across_chunks_and_appends(tmp_path: Path, small_chunks: None) -> None:
     rng = np.random.default_rng(0)
-    parts = [random_drawings(rng, n) for n in (5, 40, 1, 33, 0, 17)]
+    parts = [labelled_random_drawings(rng, n) for n in (5, 40, 1, 33, 0, 17)]
     root = create_store(
         tmp_path / "s.zarr", ["a", "b", "c", "d", "e"], {"counts": {}, "params": {}}
     )

@@ -16,7 +16,7 @@ from pipeline.core.batches import TrainBatches, make_loader, shard_blocks
 from pipeline.core.features import Augment
 from pipeline.models.checkpoint import load_model
 from pipeline.train import main, run
-from pipeline.training.schedule import lr_at
+from pipeline.training.schedule import budget_steps, lr_at
 from tests.conftest import make_polygon_store, train_config, write_params
 
 
@@ -35,10 +35,30 @@ def final_weights(checkpoint_dir: Path) -> dict[str, torch.Tensor]:
 
 
 def test_lr_warms_up_then_decays_to_near_zero() -> None:
+    # Linear from peak/10 over the first 5% of the run, then a cosine down to peak/500.
     assert lr_at(0.0, 1.0) == pytest.approx(0.1)
+    assert lr_at(0.025, 1.0) == pytest.approx(0.55)  # halfway through the warm-up
     assert lr_at(0.05, 1.0) == pytest.approx(1.0)
+    assert lr_at(0.525, 1.0) == pytest.approx((1.0 + 0.002) / 2)  # halfway through the decay
     assert lr_at(1.0, 1.0) == pytest.approx(0.002)
     assert lr_at(0.5, 1.0) < lr_at(0.3, 1.0)
+    assert lr_at(0.025, 3e-3) == pytest.approx(0.55 * 3e-3)  # scales with the peak
+
+
+@pytest.mark.parametrize(
+    ("step", "elapsed_s", "budget_s", "by_epochs", "expected"),
+    [
+        (10, 5.0, 0.0, 500, 500),  # no budget: the epochs decide
+        (10, 5.0, 60.0, 500, 120),  # 2 steps/s for 60 s
+        (10, 5.0, 600.0, 500, 500),  # the budget would allow more than the epochs hold
+        (10, 70.0, 60.0, 500, 10),  # budget spent: stop now
+        (10, 5.0, 5.5, 500, 11),
+    ],
+)
+def test_budget_steps_fit_the_budget_at_the_measured_rate(
+    step: int, elapsed_s: float, budget_s: float, by_epochs: int, expected: int
+) -> None:
+    assert budget_steps(step, elapsed_s, budget_s, by_epochs) == expected
 
 
 def test_batches_cover_the_shard_once_bucketed_and_differ_by_epoch(store_path: Path) -> None:
@@ -102,9 +122,16 @@ def test_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one(
         run(cfg, b, stop_after_steps=7, log_live=False)
         last = torch.load(b.checkpoint_dir / "last.pt", weights_only=True)
         assert last["state"]["step"] == 7
+        # Mark the killed run's training clock: a resumed run carries it on, not from zero.
+        last["state"]["elapsed_s"] += 1e6
+        torch.save(last, b.checkpoint_dir / "last.pt")
         run(cfg, b, log_live=False)
     finally:
         torch.use_deterministic_algorithms(False)
+    resumed = torch.load(b.checkpoint_dir / "last.pt", weights_only=True)["state"]
+    assert resumed["step"] == 10 and len(resumed["history"]) == 2
+    assert resumed["elapsed_s"] > last["state"]["elapsed_s"]
+    assert resumed["history"][-1]["time_s"] > 1e6  # the epoch ended after the killed run's time
     a, b = final_weights(a.checkpoint_dir), final_weights(b.checkpoint_dir)
     assert a.keys() == b.keys()
     for name in a:
@@ -127,9 +154,13 @@ def test_stage_runs_from_the_repo_root_with_default_paths(workdir: Path, params:
     write_params(workdir, params)
     make_polygon_store(workdir / "data" / "processed" / "drawings.zarr")
     main([])
-    assert (workdir / "models" / "model.pt").is_file()
-    assert (workdir / "checkpoints" / "last.pt").is_file()
-    assert (workdir / "dvclive" / "metrics.json").is_file()
+    # One epoch of 160 drawings in batches of 32: 5 steps, the exported model the one logged.
+    _, meta = load_model(workdir / "models" / "model.pt")
+    assert meta["classes"] == ["shape0", "shape1", "shape2", "shape3"]
+    state = torch.load(workdir / "checkpoints" / "last.pt", weights_only=True)["state"]
+    assert state["step"] == state["total_steps"] == 5 and state["finished"]
+    summary = json.loads((workdir / "dvclive" / "metrics.json").read_text())
+    assert summary["val/map3"] == meta["val/map3"] and summary["steps"] == 5
 
 
 def test_an_unknown_model_family_is_refused_before_any_work(tmp_path: Path, params: dict) -> None:
@@ -137,7 +168,9 @@ def test_an_unknown_model_family_is_refused_before_any_work(tmp_path: Path, para
         run(train_config(params, model="transformer"), Paths.under(tmp_path))  # no store needed
 
 
-def test_missing_store_says_what_to_do(workdir: Path) -> None:
+def test_missing_store_says_what_to_do(workdir: Path, capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main([])
     assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "dvc repro preprocess" in err

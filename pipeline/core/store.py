@@ -315,7 +315,8 @@ class SplitReader:
 class DrawingStore:
     """Open a finished store read-only; refuses missing, partial or other-version stores."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path | str) -> None:
+        path = Path(path)
         if not (path / "zarr.json").is_file():
             raise PipelineError(f"no drawing store at {path}; run `dvc repro preprocess` first")
         self.root = zarr.open_group(str(path), mode="r")

@@ -180,9 +180,20 @@ class _BlockReader:
         )  # fmt: skip
         if not by_lines:
             return rows
-        # A bad row over several lines is most likely a closing quote gone missing (the drawing
-        # fields of Kaggle files never hold a newline): its lines are read again as rows of
-        # their own, so the rows it swallowed come back and only the broken one is rejected.
+        return self._reread_swallowing(buf, rows, start, end, status)
+
+    def _reread_swallowing(
+        self,
+        buf: np.ndarray,
+        rows: Drawings,
+        start: np.ndarray,
+        end: np.ndarray,
+        status: np.ndarray,
+    ) -> Drawings:
+        """A bad row over several lines is most likely a closing quote gone missing (the drawing
+        fields of Kaggle files never hold a newline): its lines are read again as rows of their
+        own, so the rows it swallowed come back and only the broken one is rejected."""
+        reason = rows.column("reason")
         swallowing = [
             i
             for i in np.flatnonzero((status == scan.ODD) & (reason != 0)).tolist()

@@ -16,6 +16,7 @@ import math
 import shutil
 import zlib
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -73,28 +74,16 @@ def convert_ndjson(src_dir: Path, out_dir: Path, test_fraction: float, seed: int
             )
             for b in range(n_buckets)
         ]
+
+        def to_test(row: list[str]) -> None:  # a seeded bucket, shuffled again at the end
+            buckets[int(bucket_rng.integers(n_buckets))].writerow(row)
+
         for path, n_lines, k in zip(
             progress(files, desc="ndjson", unit="file"), line_counts, n_test, strict=True
         ):
-            word = path.stem
-            rng = np.random.default_rng([seed, zlib.crc32(word.encode())])  # stable per class
+            rng = np.random.default_rng([seed, zlib.crc32(path.stem.encode())])  # per class
             test_lines = set(rng.choice(n_lines, k, replace=False).tolist())
-            with open(path, "rb") as src, open(train_dir / f"{word}.csv", "w", newline="") as f:
-                writer = csv.writer(f, lineterminator="\n")
-                writer.writerow(TRAIN_COLUMNS)
-                for i, line in enumerate(src):
-                    if not line.strip():
-                        continue
-                    row = ndjson_row(line, word)
-                    if isinstance(row, Reason):
-                        rejected[row] += 1
-                    elif i in test_lines:
-                        buckets[int(bucket_rng.integers(n_buckets))].writerow(
-                            [row["key_id"], row["countrycode"], row["drawing"], word]
-                        )
-                    else:
-                        writer.writerow([row[c] for c in TRAIN_COLUMNS])
-                        train_rows += 1
+            train_rows += _convert_file(path, train_dir, test_lines, to_test, rejected)
     test_rows = _write_shuffled_test(bucket_dir, n_buckets, out_dir, bucket_rng)
     shutil.rmtree(bucket_dir)
     empty = [p for p in sorted(train_dir.glob("*.csv")) if count_rows(p) == 0]
@@ -111,6 +100,33 @@ def convert_ndjson(src_dir: Path, out_dir: Path, test_fraction: float, seed: int
         "rejected_rows": rejected.total(),
         **{f"rejected/{r.label}": rejected[r] for r in REJECT_REASONS},
     }
+
+
+def _convert_file(
+    path: Path,
+    train_dir: Path,
+    test_lines: set[int],
+    to_test: Callable[[list[str]], None],
+    rejected: Counter[Reason],
+) -> int:
+    """One `<word>.ndjson` into `train_dir/<word>.csv`; lines `test_lines` go to `to_test`
+    instead. Returns the training rows written; skipped lines are counted in `rejected`."""
+    word, n_train = path.stem, 0
+    with open(path, "rb") as src, open(train_dir / f"{word}.csv", "w", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(TRAIN_COLUMNS)
+        for i, line in enumerate(src):
+            if not line.strip():
+                continue
+            row = ndjson_row(line, word)
+            if isinstance(row, Reason):
+                rejected[row] += 1
+            elif i in test_lines:
+                to_test([row["key_id"], row["countrycode"], row["drawing"], word])
+            else:
+                writer.writerow([row[c] for c in TRAIN_COLUMNS])
+                n_train += 1
+    return n_train
 
 
 def _count_lines(path: Path) -> int:
