@@ -31,7 +31,7 @@ from pipeline.common.errors import PipelineError
 from pipeline.common.files import write_json
 from pipeline.common.paths import Paths
 from pipeline.core.drawings import Drawings
-from pipeline.core.store import DrawingStore
+from pipeline.core.store import DrawingStore, SplitReader
 from pipeline.models.checkpoint import check_classes, load_model
 from pipeline.models.inference import predict_proba
 from pipeline.scoring.metrics import scores_of_top, topk_indices
@@ -52,7 +52,8 @@ def run(cfg: PredictConfig, paths: Paths) -> dict[str, Any]:
             f"a submission needs 3 labels per row but the store has {len(classes)} classes; "
             "download more classes"
         )
-    test = store.split("test").read()
+    reader = store.split("test")
+    test = reader.read()
     usable = test.column("valid") & (test.lengths > 0)
     n_fallback = int((~usable).sum())
     if n_fallback:
@@ -71,7 +72,7 @@ def run(cfg: PredictConfig, paths: Paths) -> dict[str, Any]:
     top[:] = fallback_classes(store)
     top[usable] = topk_indices(proba, 3)
     words = np.asarray(classes, dtype=object)[top]  # (N, 3)
-    n_rows = write_submission(paths.submission_csv, test.key_ids, words)
+    n_rows = write_submission(paths.submission_csv, key_strings(reader), words)
 
     metrics: dict[str, Any] = {
         "test/rows": n_rows,
@@ -112,6 +113,15 @@ def ensemble_proba(
         total += predict_proba(model, meta, drawings, batch_size, tta=tta, seed=seed,
                                desc=Path(path).name)  # fmt: skip
     return total / len(model_paths)
+
+
+def key_strings(test: SplitReader) -> np.ndarray:
+    """The test key_ids as the submission writes them: a key_id that is not a number (stored
+    as -1) comes back exactly as the test file wrote it."""
+    keys = test.key_ids.astype(str).astype(object)
+    for row, text in test.group.attrs.get("key_text", {}).items():
+        keys[int(row)] = text
+    return keys
 
 
 def fallback_classes(store: DrawingStore) -> np.ndarray:

@@ -33,7 +33,7 @@ from pipeline.common.config import PreprocessConfig, to_dict
 from pipeline.common.errors import PipelineError
 from pipeline.common.files import atomic_dir, write_json
 from pipeline.common.paths import Paths
-from pipeline.core.store import create_store
+from pipeline.core.store import create_store, record_digests
 from pipeline.ingest.class_files import ClassFilePool, ClassResult, ClassTask
 from pipeline.ingest.interleave import merge_split
 from pipeline.ingest.reasons import REJECT_REASONS, REJECTS_HEADER
@@ -44,7 +44,6 @@ log = logging.getLogger(__name__)
 
 def run(cfg: PreprocessConfig, paths: Paths, show_progress: bool = True) -> dict[str, Any]:
     """Build the store from `paths.raw_dir`; write and return the metrics."""
-    _check_params(cfg)
     t0 = time.perf_counter()
     files = sorted(paths.train_csv_dir.glob("*.csv"))
     if not files:
@@ -82,6 +81,7 @@ def run(cfg: PreprocessConfig, paths: Paths, show_progress: bool = True) -> dict
         runs = [(t.run_path, r.val_index) for t, r in zip(tasks, results, strict=True)]
         for split, counts in (("train", n_train), ("val", n_val)):
             merge_split(root, split, runs, counts, cfg.block_size, split == "val", show_progress)
+        record_digests(root)  # what was stored: training resumes only onto the same data
         shutil.rmtree(runs_dir)
         store_files = (tmp / paths.store_path.name).rglob("*")
         store_bytes = sum(f.stat().st_size for f in store_files if f.is_file())
@@ -99,14 +99,6 @@ def run(cfg: PreprocessConfig, paths: Paths, show_progress: bool = True) -> dict
         metrics["bytes_per_drawing"],
     )  # fmt: skip
     return metrics
-
-
-def _check_params(cfg: PreprocessConfig) -> None:
-    for name in ("max_per_class", "val_per_class", "max_points", "workers"):
-        if getattr(cfg, name) < 0:
-            raise PipelineError(f"preprocess.{name} must be >= 0, got {getattr(cfg, name)}")
-    if cfg.block_size < 1:
-        raise PipelineError(f"preprocess.block_size must be >= 1, got {cfg.block_size}")
 
 
 def _split_counts(
@@ -147,6 +139,7 @@ def _metrics(
         "val/drawings": int(n_val.sum()),
         "test/rows": test["rows"],
         "test/invalid_rows": test["invalid"],
+        "test/bad_key_ids": test["bad_key_ids"],
         "test/labelled_rows": test["labelled"],
         "rejected_rows": sum(rejected.values()),
         **{f"rejected/{name}": n for name, n in rejected.items()},

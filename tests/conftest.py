@@ -21,7 +21,7 @@ import yaml
 from pipeline.common.config import TrainConfig, from_dict, to_dict
 from pipeline.core.drawings import Drawings
 from pipeline.core.features import feature_meta
-from pipeline.core.store import SplitWriter, create_store
+from pipeline.core.store import SplitWriter, create_store, record_digests
 from pipeline.ingest.reasons import Reason
 from pipeline.models import build_model, model_config
 
@@ -109,6 +109,7 @@ def write_store(
     for split, drawings in splits.items():
         with SplitWriter(root, split, block_size) as writer:
             writer.append(drawings)
+    record_digests(root)
     return path
 
 
@@ -280,8 +281,8 @@ def reference_parse(text: str | bytes) -> tuple[Reason, np.ndarray | None]:
     of finite numbers, shifted to a minimum of 0, scaled so the longer side is 255, rounded.
     Reasons, first match wins: unparseable (not JSON, wrong nesting, a non-integer simplified
     coordinate), xy_mismatch (lists of a stroke differ in length), empty (no strokes, or a stroke
-    without points), out_of_range (a simplified coordinate outside 0..255). Points are None when
-    rejected, and for a raw drawing whose extent overflows a float (no defined answer).
+    without points), out_of_range (a simplified coordinate outside 0..255, or raw coordinates
+    whose extent a float cannot hold). Points are None when rejected.
     """
     if isinstance(text, bytes):
         text = text.decode("utf-8", errors="replace")
@@ -313,12 +314,15 @@ def reference_parse(text: str | bytes) -> tuple[Reason, np.ndarray | None]:
     xs = [v for s in obj for v in s[0]]
     ys = [v for s in obj for v in s[1]]
     if raw:
-        xs, ys = [float(v) for v in xs], [float(v) for v in ys]
+        try:
+            xs, ys = [float(v) for v in xs], [float(v) for v in ys]
+        except OverflowError:
+            return Reason.OUT_OF_RANGE, None
         x0, y0 = min(xs), min(ys)
         extent = max(max(xs) - x0, max(ys) - y0)
+        if not math.isfinite(extent):
+            return Reason.OUT_OF_RANGE, None
         scale = 255.0 / extent if extent > 0 else 1.0
-        if not (math.isfinite(extent) and math.isfinite(scale)):
-            return Reason.OK, None
         xs = [min(max(round((v - x0) * scale), 0), 255) for v in xs]
         ys = [min(max(round((v - y0) * scale), 0), 255) for v in ys]
     elif not all(0 <= v <= 255 for v in xs + ys):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
@@ -26,7 +25,7 @@ PARAMS = REPO_DIR / "configs" / "params.yaml"
 def test_repo_params_load_with_the_files_values(section: str) -> None:
     # Every field holds what the YAML file says (read here with yaml.safe_load), nothing more.
     cfg = load_section(section, SECTIONS[section], PARAMS)
-    assert dataclasses.asdict(cfg) == yaml.safe_load(PARAMS.read_text())[section]
+    assert to_dict(cfg) == yaml.safe_load(PARAMS.read_text())[section]
 
 
 def test_a_changed_value_in_the_file_comes_through(tmp_path: Path) -> None:
@@ -36,8 +35,8 @@ def test_a_changed_value_in_the_file_comes_through(tmp_path: Path) -> None:
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params))
     train = load_section("train", TrainConfig, path)
-    assert (train.epochs, train.conv_channels, train.pooling) == (3, [5, 7], "max")
-    assert load_section("predict", SECTIONS["predict"], path).ensemble == ["models/other.pt"]
+    assert (train.epochs, train.conv_channels, train.pooling) == (3, (5, 7), "max")
+    assert load_section("predict", SECTIONS["predict"], path).ensemble == ("models/other.pt",)
 
 
 def test_a_missing_section_is_named(tmp_path: Path) -> None:
@@ -84,7 +83,7 @@ def test_config_is_a_snapshot_of_its_source() -> None:
     # a checkpoint stores (to_dict) rebuilds the same config.
     raw = _train_dict()
     cfg = from_dict(TrainConfig, raw, "train")
-    channels = list(cfg.conv_channels)
+    channels = tuple(raw["conv_channels"])
     raw["conv_channels"].append(999)
     raw["epochs"] = -1
     assert cfg.conv_channels == channels and cfg.epochs == _train_dict()["epochs"]

@@ -17,7 +17,7 @@ import pytest
 
 from pipeline import download
 from pipeline.common.config import DownloadConfig, from_dict
-from pipeline.common.errors import PipelineError
+from pipeline.common.errors import ConfigError, PipelineError
 from pipeline.common.paths import Paths
 
 HERE = Paths.under(".")  # the repo layout, relative to the cwd (tests chdir into `workdir`)
@@ -248,5 +248,5 @@ def test_ndjson_bad_fraction_and_empty_folder(workdir: Path, params: dict, tmp_p
     with pytest.raises(PipelineError, match=re.escape("no <word>.ndjson files")):
         download.run(config(params, source="ndjson", path=str(tmp_path)), HERE)
     (tmp_path / "cat.ndjson").write_text("{}\n")
-    with pytest.raises(PipelineError, match="test_fraction"):
-        download.run(config(params, source="ndjson", path=str(tmp_path), test_fraction=1.0), HERE)
+    with pytest.raises(ConfigError, match=r"param 'download\.test_fraction' must be < 1, got 1\.0"):
+        from_dict(DownloadConfig, params["download"] | {"test_fraction": 1.0}, "download")

@@ -105,18 +105,19 @@ def test_extra_columns_and_non_utf8_bytes_are_rejected_with_reasons(tmp_path: Pa
         train_row(901) + ",surplus",  # an extra field
         f'US,"{GOOD}",902,True,t,c\xe9t',  # the word in Latin-1, not UTF-8
         'US,"[[[0, 1\xff], [5, 15]]]",903,True,t,cat',  # a stray byte inside the drawing
-        f'\xff\xfe,"{GOOD}",904,True,t,cat',  # garbage country code: not a reason to reject
+        f'\xff\xfe,"{GOOD}",904,True,t,cat',  # a country code that is not UTF-8
     )
     raw = raw_layout(tmp_path / "raw", {"cat": text.encode("latin-1")}, TEST_OK)
     metrics, store, rejects = preprocess(raw, tmp_path)
     assert {r["key_id"]: r["reason"] for r in rejects} == {
         "901": "unparseable",
-        "902": "word_mismatch",
-        "903": "unparseable",
+        "902": "word_mismatch",  # the word check comes first
+        "903": "not_utf8",
+        "904": "not_utf8",
     }
-    assert metrics["train/drawings"] + metrics["val/drawings"] == 11  # 10 good + 904
+    assert metrics["train/drawings"] + metrics["val/drawings"] == 10
     keys = np.concatenate([store.split(s).key_ids for s in ("train", "val")])
-    assert 904 in keys.tolist()
+    assert not {901, 902, 903, 904} & set(keys.tolist())
 
 
 def test_test_csv_with_bom_crlf_and_quoted_newline_keeps_every_row(tmp_path: Path) -> None:

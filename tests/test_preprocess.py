@@ -244,10 +244,13 @@ def test_test_rows_are_never_dropped(tmp_path: Path) -> None:
     metrics, store = preprocess(raw, tmp_path)
     split = store.split("test")
     assert split.key_ids.tolist() == [11, 12, -1, 14, 15, 16]
-    assert split.valid.tolist() == [True, False, False, False, True, False]
-    assert split.lengths.tolist() == [4, 0, 0, 0, 4, 0]  # unusable rows stored empty
+    # A key_id that is not a number keeps its drawing (predicted, its text written back).
+    assert split.valid.tolist() == [True, False, True, False, True, False]
+    assert split.lengths.tolist() == [4, 0, 4, 0, 4, 0]  # unusable rows stored empty
+    assert split.group.attrs["key_text"] == {"2": "bad"}
     assert split.labels.tolist() == [-1] * 6  # no test_solution.csv
-    assert metrics["test/rows"] == 6 and metrics["test/invalid_rows"] == 4
+    assert metrics["test/rows"] == 6 and metrics["test/invalid_rows"] == 3
+    assert metrics["test/bad_key_ids"] == 1
     assert metrics["rejected_rows"] == 0  # test problems are flagged, not rejected
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import logging
 import os
 import random
@@ -30,10 +31,11 @@ from pipeline.common.errors import PipelineError
 from pipeline.common.paths import PARAMS_PATH, Paths
 
 
-def stage_parser(doc: str | None) -> argparse.ArgumentParser:
-    """An argument parser with `--params`, described by the first line of the module doc."""
+def stage_parser(doc: str | None, params: bool = True) -> argparse.ArgumentParser:
+    """An argument parser described by the first line of the module doc (with `--params`)."""
     parser = argparse.ArgumentParser(description=(doc or "").strip().splitlines()[0])
-    parser.add_argument("--params", type=Path, default=PARAMS_PATH, help="params YAML file")
+    if params:
+        parser.add_argument("--params", type=Path, default=PARAMS_PATH, help="params YAML file")
     return parser
 
 
@@ -46,20 +48,43 @@ def stage_main(
         run(load_section(section, SECTIONS[section], args.params), Paths.under("."))
 
 
+# Faults of the machine rather than the code: one line saying which path and what to do.
+_ENVIRONMENT = {
+    errno.ENOSPC: "free some disk space, then rerun",
+    errno.EDQUOT: "free some space within your disk quota, then rerun",
+    errno.EFBIG: "the file grew past a size limit (ulimit -f or the file system's); raise it",
+    errno.EROFS: "the file system is read-only; run where the outputs can be written",
+    errno.EACCES: "make it writable (or run as a user who may write there), then rerun",
+    errno.EPERM: "make it writable (or run as a user who may write there), then rerun",
+    errno.EIO: "the disk reported an I/O error; check it, then rerun",
+}
+
+
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
-    """Set up logging; turn a `PipelineError` into one line and exit 2, Ctrl-C into exit 130."""
+    """Set up logging; a `PipelineError` or a fault of the machine (disk full, read-only) ends
+    with one `error:` line and exit 2, Ctrl-C with exit 130."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S"
     )
     try:
         yield
     except PipelineError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+        fail(str(err))
+    except OSError as err:
+        if err.errno not in _ENVIRONMENT:
+            raise
+        where = f" ({err.filename})" if err.filename else ""
+        fail(f"{err.strerror or os.strerror(err.errno)}{where}; {_ENVIRONMENT[err.errno]}")
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+def fail(message: str) -> None:
+    """End the process with one line, `error: message`, and exit code 2."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
 
 
 def set_seed(seed: int) -> None:
@@ -77,6 +102,21 @@ def n_workers(requested: int) -> int:
     return requested if requested > 0 else (os.cpu_count() or 1)
 
 
+class _LogLines:
+    """tqdm's output for a log file: each refresh as a line of its own, not `\r` overwrites."""
+
+    def write(self, text: str) -> None:
+        line = text.replace("\r", "").replace("\x1b[A", "").strip()
+        if line:
+            sys.stderr.write(line + "\n")
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+LOG_EVERY_S = 30.0  # a progress line at most this often when stderr is not a terminal
+
+
 def progress(
     iterable: Iterable[Any] | None = None,
     *,
@@ -85,5 +125,12 @@ def progress(
     unit: str = "it",
     **kwargs: Any,
 ) -> tqdm:
-    """The one progress bar of the pipeline (tqdm), so every long loop looks the same."""
+    """The one progress bar of the pipeline (tqdm), so every long loop looks the same.
+
+    On a terminal it redraws in place; in a log file (DVC, CI, `nohup`) it writes a plain line
+    at most every `LOG_EVERY_S` seconds, and the final count, so the log stays readable.
+    """
+    if not sys.stderr.isatty():
+        kwargs = {"mininterval": LOG_EVERY_S, **kwargs, "file": _LogLines(), "ascii": True,
+                  "leave": True}  # fmt: skip
     return tqdm(iterable, total=total, desc=desc, unit=unit, **kwargs)

@@ -1,95 +1,112 @@
-"""Typed, strict params: one frozen dataclass per section of `configs/params.yaml`.
+"""Typed, strict params: one frozen, validated dataclass per section of `params.yaml`.
 
-A stage loads only its own section: `cfg = load_section("train", TrainConfig)`.
-Unknown or missing keys, wrong types and bad choices raise `ConfigError` naming the key,
-so a typo in `dvc exp run -S configs/params.yaml:train.hiden_size=256` fails at once instead of
-being ignored.
+A stage loads only its own section: `cfg = load_section("train", TrainConfig)`. Unknown or
+missing keys, wrong types, bad choices and values out of range raise `ConfigError` naming the key,
+the value and what is allowed, so a typo in `dvc exp run -S train.hiden_size=256` or a
+`train.batch_size: 0` fails at once with one line instead of a traceback deep in a stage.
+Validation is pydantic's (strict: no silent str -> int, bool -> int or NaN).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import types
 import typing
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar, get_args, get_origin
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic.dataclasses import dataclass
 
 from pipeline.common.errors import ConfigError
 from pipeline.common.paths import PARAMS_PATH
 
 T = TypeVar("T")
 
+# Strict types (YAML `1` is fine for a float; `true` is not an int), every float finite.
+_STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+Count = Annotated[int, Field(ge=0)]  # 0 is meaningful (none / off / all cores)
+Positive = Annotated[int, Field(ge=1)]
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
+Seconds = Annotated[float, Field(ge=0)]  # 0 = off
+Fraction = Annotated[float, Field(ge=0, lt=1)]  # a probability or share that cannot be 1
+# YAML lists become tuples, so a frozen config is immutable all the way down (and hashable).
+_as_tuple = BeforeValidator(lambda v: tuple(v) if isinstance(v, list) else v)
 
-@dataclass(frozen=True)
+
+def _odd(value: int) -> int:
+    if value % 2 == 0:
+        raise ValueError("must be odd (so conv outputs line up with inputs)")
+    return value
+
+
+@dataclass(frozen=True, config=_STRICT)
 class DownloadConfig:
     source: Literal["synthetic", "kaggle", "local", "ndjson"]
     path: str  # folder for `local` (Kaggle layout) or `ndjson` (<word>.ndjson files)
     competition: str
-    test_fraction: float  # ndjson: per-class fraction held out as the test set
-    synthetic_classes: int
-    synthetic_train_per_class: int
-    synthetic_test_per_class: int
-    seed: int
+    test_fraction: Annotated[float, Field(gt=0, lt=1)]  # ndjson: per-class share held out
+    synthetic_classes: Annotated[int, Field(ge=2)]  # at most the templates there are (20)
+    synthetic_train_per_class: Positive
+    synthetic_test_per_class: Positive
+    seed: Seed
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_STRICT)
 class PreprocessConfig:
-    max_per_class: int  # 0 = no cap
-    val_per_class: int  # validation drawings per class, chosen by key_id hash
+    max_per_class: Count  # 0 = no cap
+    val_per_class: Count  # validation drawings per class, chosen by key_id hash
     recognized_only: bool
-    max_points: int  # cap on points per drawing (see preprocess docstring)
-    block_size: int  # drawings per zarr chunk of the per-drawing arrays
-    workers: int  # 0 = all cores
-    seed: int
+    max_points: Count  # cap on points per drawing; 0 = no cap
+    block_size: Positive  # drawings per zarr chunk of the per-drawing arrays
+    workers: Count  # 0 = all cores
+    seed: Seed
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_STRICT)
 class TrainConfig:
     model: str  # a name in pipeline.models.MODELS: gru | bilstm (checked as the stage starts)
-    epochs: int
-    time_budget_s: float  # 0 = no limit
-    batch_size: int
-    learning_rate: float
-    weight_decay: float
-    clip_grad_norm: float
-    label_smoothing: float
-    hidden_size: int
-    num_layers: int
-    conv_channels: list[int]
-    conv_kernel: int
-    conv_stride: int  # stride of the first conv layer (2 halves the RNN's steps)
+    epochs: Positive
+    time_budget_s: Seconds  # 0 = no limit
+    batch_size: Positive
+    learning_rate: Annotated[float, Field(gt=0)]
+    weight_decay: Annotated[float, Field(ge=0)]
+    clip_grad_norm: Annotated[float, Field(gt=0)]
+    label_smoothing: Fraction
+    hidden_size: Positive
+    num_layers: Positive
+    conv_channels: Annotated[tuple[Positive, ...], _as_tuple]
+    conv_kernel: Annotated[Positive, AfterValidator(_odd)]
+    conv_stride: Positive  # stride of the first conv layer (2 halves the RNN's steps)
     batch_norm: bool
-    dropout: float
+    dropout: Fraction
     pooling: Literal["sum", "mean", "max", "meanmax"]
-    max_points: int
-    aug_scale: float
-    aug_shear: float
-    aug_rotate_deg: float
-    aug_jitter: float
-    aug_stroke_dropout: float
-    shuffle_buffer_blocks: int
-    workers: int  # DataLoader worker processes; 0 = load in the main process
-    threads: int  # torch threads per process; 0 = cores / processes - workers
-    checkpoint_every_s: float
-    seed: int
+    max_points: Positive
+    aug_scale: Fraction
+    aug_shear: Annotated[float, Field(ge=0, le=1)]
+    aug_rotate_deg: Annotated[float, Field(ge=0, le=180)]
+    aug_jitter: Annotated[float, Field(ge=0, le=64)]  # canvas units (0-255)
+    aug_stroke_dropout: Fraction
+    shuffle_buffer_blocks: Positive
+    workers: Count  # DataLoader worker processes; 0 = load in the main process
+    threads: Count  # torch threads per process; 0 = cores / processes - workers
+    checkpoint_every_s: Seconds  # 0 = only at the end of each epoch
+    seed: Seed
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_STRICT)
 class EvaluateConfig:
-    batch_size: int
-    gallery_size: int
+    batch_size: Positive
+    gallery_size: Count
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_STRICT)
 class PredictConfig:
-    batch_size: int
-    ensemble: list[str]  # extra checkpoint paths whose probabilities are averaged in
-    tta: int  # extra augmented passes averaged in; 0 = off
+    batch_size: Positive
+    ensemble: Annotated[tuple[str, ...], _as_tuple]  # extra checkpoints averaged in
+    tta: Count  # extra augmented passes averaged in; 0 = off
     prior_correction: bool  # push predictions towards a balanced test set
-    seed: int
+    seed: Seed
 
 
 SECTIONS: dict[str, type] = {
@@ -123,10 +140,9 @@ def load_section(name: str, cls: type[T], path: Path = PARAMS_PATH) -> T:
 
 
 def from_dict(cls: type[T], raw: Any, prefix: str = "") -> T:
-    """Build `cls` from a dict, checking keys, types and Literal choices."""
+    """Build `cls` from a dict; the first problem is a `ConfigError` naming its key."""
     if not isinstance(raw, dict):
         raise ConfigError(f"'{prefix}' must be a mapping, got {type(raw).__name__}")
-    hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(raw) - set(names))
     if unknown:
@@ -134,49 +150,40 @@ def from_dict(cls: type[T], raw: Any, prefix: str = "") -> T:
     missing = [n for n in names if n not in raw]
     if missing:
         raise ConfigError(f"missing param '{prefix}.{missing[0]}'")
-    values = {n: _coerce(raw[n], hints[n], f"{prefix}.{n}") for n in names}
-    return cls(**values)
+    try:
+        return cls(**raw)
+    except ValidationError as err:
+        raise _param_error(err, cls, prefix) from None
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
-    """A plain dict of a config (for checkpoints and store metadata)."""
-    return dataclasses.asdict(cfg)
+    """A plain dict of a config, tuples as lists (for checkpoints, store metadata, YAML)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
 
 
-def _coerce(value: Any, hint: Any, key: str) -> Any:
-    origin = get_origin(hint)
-    if origin is Literal:
-        choices = get_args(hint)
-        if value not in choices:
-            raise ConfigError(f"param '{key}' must be one of {list(choices)}, got {value!r}")
-        return value
-    if origin is list:
-        if not isinstance(value, list):
-            raise ConfigError(f"param '{key}' must be a list, got {value!r}")
-        (item,) = get_args(hint)
-        return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
-    if origin in (typing.Union, types.UnionType):
-        for arg in get_args(hint):
-            if arg is type(None) and value is None:
-                return None
-        non_none = [a for a in get_args(hint) if a is not type(None)]
-        return _coerce(value, non_none[0], key)
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"param '{key}' must be true or false, got {value!r}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"param '{key}' must be an integer, got {value!r}")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"param '{key}' must be a number, got {value!r}")
-        return float(value)
-    if hint is str:
-        if value is None:
-            return ""
-        if not isinstance(value, str):
-            raise ConfigError(f"param '{key}' must be a string, got {value!r}")
-        return value
-    raise TypeError(f"unsupported config type {hint!r} for {key}")
+def _param_error(err: ValidationError, cls: type, prefix: str) -> ConfigError:
+    """pydantic's first error as one line: param 'train.batch_size' must be >= 1, got 0."""
+    first = err.errors(include_url=False)[0]
+    loc = first["loc"]
+    key = prefix + "".join(f".{p}" if isinstance(p, str) else f"[{p}]" for p in loc)
+    ctx = {k: f"{v:g}" if isinstance(v, float) else v for k, v in first.get("ctx", {}).items()}
+    hint = typing.get_type_hints(cls, include_extras=True).get(str(loc[0]))
+    choices = list(typing.get_args(hint)) if typing.get_origin(hint) is Literal else []
+    rules = {
+        "greater_than_equal": f">= {ctx.get('ge')}",
+        "greater_than": f"> {ctx.get('gt')}",
+        "less_than_equal": f"<= {ctx.get('le')}",
+        "less_than": f"< {ctx.get('lt')}",
+        "finite_number": "a finite number",
+        "int_type": "an integer",
+        "float_type": "a number",
+        "bool_type": "true or false",
+        "string_type": "a string",
+        "tuple_type": "a list",
+        "literal_error": f"one of {choices}",
+    }
+    if first["type"] in rules:
+        rule = f"must be {rules[first['type']]}"
+    else:  # a custom validator's message ("must be odd ..."), or pydantic's own words
+        rule = str(first["msg"]).removeprefix("Value error, ").replace("Input should be", "must be")
+    return ConfigError(f"param '{key}' {rule}, got {first['input']!r}")

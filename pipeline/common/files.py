@@ -51,6 +51,11 @@ def atomic_file(final_path: Path, mode: str = "w", **kwargs: Any) -> Iterator[An
             yield f
             f.flush()
             os.fsync(f.fileno())
+    except OSError as err:  # a full disk says so on write(), without naming the file: name it
+        tmp.unlink(missing_ok=True)
+        if err.filename is None and err.errno is not None:
+            raise OSError(err.errno, err.strerror, str(final_path)) from err
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

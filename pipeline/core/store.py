@@ -27,7 +27,11 @@ use blosc-zstd with bit shuffling. The writer fills every chunk in memory and wr
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import itertools
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -40,7 +44,7 @@ from zarr.codecs import BloscCodec, TransposeCodec, ZstdCodec
 from pipeline.common.errors import PipelineError
 from pipeline.core.drawings import Drawings
 
-FORMAT_VERSION = 2  # 2: points stored as per-drawing steps
+FORMAT_VERSION = 3  # 2: points stored as steps; 3: -1 fill values, every chunk written, digests
 SPLITS = ("train", "val", "test")
 POINT_CHUNK = 1 << 18  # points per chunk of `points` (768 KiB raw)
 MAX_IN_FLIGHT = 16  # zarr appends queued on the writer thread (about two flushes: bounded memory)
@@ -50,7 +54,9 @@ _COMPRESSORS = [BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")]
 # x, y and pen each compress best as their own run; zstd 3 is ~2x faster than 5 for 0.5% more.
 _POINT_FILTERS = [TransposeCodec(order=(1, 0))]
 _POINT_COMPRESSORS = [ZstdCodec(level=3)]
-# The per-drawing arrays: name -> (dtype, value when a writer is not given the column).
+# The per-drawing arrays: name -> (dtype, value when a writer is not given the column). The zarr
+# fill values are ones data cannot hold (-1 labels and key_ids), and every chunk is written even
+# when it equals the fill, so a missing chunk file is an error, never silently read as zeros.
 COLUMNS: dict[str, tuple[type, int]] = {
     "label": (np.int16, -1),
     "key_id": (np.int64, -1),
@@ -58,7 +64,10 @@ COLUMNS: dict[str, tuple[type, int]] = {
     "recognized": (np.int8, -1),
     "valid": (np.bool_, 1),
 }
+FILLS = {"label": -1, "key_id": -1, "country": 0, "recognized": -1, "valid": False}
 READ_COLUMNS = ("label", "key_id", "valid")  # loaded by every reader; others via `column()`
+DIGEST_FIELDS = ("points", "lengths", "label", "key_id")
+_DIGEST_DTYPES = {"points": np.uint8, "lengths": np.int64, "label": np.int16, "key_id": np.int64}
 
 
 @nb.njit(cache=True, nogil=True)
@@ -121,31 +130,20 @@ class SplitWriter:
         self.group = root.create_group(split)
         self.block_size = block_size
         self.chunk = block_size * max(1, DRAWING_CHUNK // block_size)  # whole blocks per chunk
+        every_chunk = {"write_empty_chunks": True}
         self.points = self.group.create_array(
-            "points",
-            shape=(0, 3),
-            chunks=(POINT_CHUNK, 3),
-            dtype=np.uint8,
-            filters=_POINT_FILTERS,
-            compressors=_POINT_COMPRESSORS,
-        )
+            "points", shape=(0, 3), chunks=(POINT_CHUNK, 3), dtype=np.uint8,
+            filters=_POINT_FILTERS, compressors=_POINT_COMPRESSORS, config=every_chunk,
+        )  # fmt: skip
         self.offsets = self.group.create_array(
-            "offsets",
-            shape=(0,),
-            chunks=(self.chunk,),
-            dtype=np.int64,
-            compressors=_COMPRESSORS,
-        )
-        self.arrays = {
-            name: self.group.create_array(
-                name,
-                shape=(0,),
-                chunks=(self.chunk,),
-                dtype=dtype,
-                compressors=_COMPRESSORS,
-            )
-            for name, (dtype, _) in COLUMNS.items()
-        }
+            "offsets", shape=(0,), chunks=(self.chunk,), dtype=np.int64, fill_value=-1,
+            compressors=_COMPRESSORS, config=every_chunk,
+        )  # fmt: skip
+        self.arrays = {name: self._column_array(name, dtype, FILLS[name], every_chunk)
+                       for name, (dtype, _) in COLUMNS.items()}  # fmt: skip
+        # One hash per stored field, fed in write order: the split's digest does not depend on
+        # how the drawings were batched, only on what was stored.
+        self._hashes = {name: hashlib.blake2b(digest_size=16) for name in DIGEST_FIELDS}
         self.n = 0
         self.n_points = 0
         self._pending: list[Drawings] = []
@@ -156,6 +154,12 @@ class SplitWriter:
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"write-{split}")
         self._in_flight: deque[Future] = deque()
 
+    def _column_array(self, name: str, dtype: type, fill: int, config: dict) -> zarr.Array:
+        return self.group.create_array(
+            name, shape=(0,), chunks=(self.chunk,), dtype=dtype, fill_value=fill,
+            compressors=_COMPRESSORS, config=config,
+        )  # fmt: skip
+
     def append(self, drawings: Drawings) -> None:
         """Queue drawings; their columns named in `COLUMNS` are stored, missing ones defaulted."""
         n = len(drawings)
@@ -165,6 +169,10 @@ class SplitWriter:
         }
         self._pending.append(Drawings(drawings.points, drawings.offsets, **cols))
         self._pending_n += n
+        for name, values in (("points", drawings.points), ("lengths", drawings.lengths),
+                             ("label", cols["label"]), ("key_id", cols["key_id"])):  # fmt: skip
+            dtype = _DIGEST_DTYPES[name]
+            self._hashes[name].update(np.ascontiguousarray(values, dtype=dtype))
         if self._pending_n >= self.chunk:
             self._flush(final=False)
 
@@ -187,8 +195,17 @@ class SplitWriter:
         finally:
             self._thread.shutdown(wait=True, cancel_futures=True)
         self.group.attrs.update(
-            {"n": self.n, "n_points": self.n_points, "block_size": self.block_size}
-        )
+            {"n": self.n, "n_points": self.n_points, "block_size": self.block_size,
+             "digest": self.digest}
+        )  # fmt: skip
+
+    @property
+    def digest(self) -> str:
+        """blake2b of every stored point, drawing length, label and key_id, in order."""
+        whole = hashlib.blake2b(digest_size=16)
+        for name in DIGEST_FIELDS:
+            whole.update(self._hashes[name].digest())
+        return whole.hexdigest()
 
     def _append(self, array: zarr.Array, values: np.ndarray) -> None:
         """`array.append(values)` on the writer thread, in order; waits if too far behind."""
@@ -245,15 +262,27 @@ def create_store(path: Path, classes: list[str], attrs: dict[str, Any]) -> zarr.
     return root
 
 
+def record_digests(root: zarr.Group) -> None:
+    """Copy each split's content digest into the root attrs (`digests`), once all are written:
+    what training fingerprints, so a model is never resumed or exported onto other data."""
+    root.attrs["digests"] = {name: root[name].attrs["digest"] for name in SPLITS if name in root}
+
+
 class SplitReader:
     """Read one split: per-drawing arrays in memory, points on demand by block or range."""
 
-    def __init__(self, group: zarr.Group) -> None:
-        self.group = group
-        self.offsets: np.ndarray = group["offsets"][:]
-        self.columns = {name: group[name][:] for name in READ_COLUMNS}
+    def __init__(self, group: zarr.Group, path: Path) -> None:
+        self.group, self.path = group, path
+        check_whole(group, path)
+        with _readable(path):
+            self.offsets: np.ndarray = group["offsets"][:]
+            self.columns = {name: group[name][:] for name in READ_COLUMNS}
         self.block_size: int = group.attrs["block_size"]
+        self.digest: str = group.attrs["digest"]
         self._points = group["points"]
+        n, n_points = group.attrs["n"], group.attrs["n_points"]
+        if len(self.offsets) != n + 1 or int(self.offsets[-1]) != n_points:
+            raise PipelineError(f"{path} does not hold the {n:,} drawings it says; {_RERUN}")
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -280,14 +309,18 @@ class SplitReader:
 
     def column(self, name: str) -> np.ndarray:
         """Any per-drawing array of `COLUMNS`, read whole."""
-        return self.columns[name] if name in self.columns else self.group[name][:]
+        if name in self.columns:
+            return self.columns[name]
+        with _readable(self.path):
+            return self.group[name][:]
 
     def read(self, start: int = 0, stop: int | None = None) -> Drawings:
         """Drawings start..stop-1 with x, y, pen points and the `READ_COLUMNS`."""
         stop = len(self) if stop is None else min(stop, len(self))
         lo, hi = int(self.offsets[start]), int(self.offsets[stop])
         offsets = self.offsets[start : stop + 1] - lo
-        points = self._points[lo:hi] if hi > lo else np.zeros((0, 3), np.uint8)
+        with _readable(self.path):
+            points = self._points[lo:hi] if hi > lo else np.zeros((0, 3), np.uint8)
         columns = {name: values[start:stop] for name, values in self.columns.items()}
         return Drawings(_from_steps(points, offsets), offsets, **columns)
 
@@ -312,11 +345,38 @@ class SplitReader:
         )
 
 
+_RERUN = "the store is damaged: rerun `dvc repro preprocess --force`"
+
+
+def check_whole(group: zarr.Group, path: Path) -> None:
+    """Every chunk file of every array of a split exists (a missing one would read as fill)."""
+    for name in ("points", "offsets", *COLUMNS):
+        try:
+            array = group[name]
+        except KeyError:
+            raise PipelineError(f"{path}: no array {name!r}; {_RERUN}") from None
+        grid = [-(-size // chunk) for size, chunk in zip(array.shape, array.chunks, strict=True)]
+        for coords in itertools.product(*(range(g) for g in grid)):
+            key = array.metadata.encode_chunk_key(coords)
+            if not (path / name / key).is_file():
+                raise PipelineError(f"{path / name / key} is missing; {_RERUN}")
+
+
+@contextlib.contextmanager
+def _readable(path: Path) -> Iterator[None]:
+    """A chunk that does not decode (truncated, overwritten) is one line naming the split."""
+    try:
+        yield
+    except (RuntimeError, ValueError, OSError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise PipelineError(f"{path}: a chunk cannot be read ({reason}); {_RERUN}") from None
+
+
 class DrawingStore:
     """Open a finished store read-only; refuses missing, partial or other-version stores."""
 
     def __init__(self, path: Path | str) -> None:
-        path = Path(path)
+        path = self.path = Path(path)
         if not (path / "zarr.json").is_file():
             raise PipelineError(f"no drawing store at {path}; run `dvc repro preprocess` first")
         self.root = zarr.open_group(str(path), mode="r")
@@ -336,4 +396,4 @@ class DrawingStore:
     def split(self, name: str) -> SplitReader:
         if name not in self.root:
             raise PipelineError(f"store has no '{name}' split")
-        return SplitReader(self.root[name])
+        return SplitReader(self.root[name], self.path / name)

@@ -138,12 +138,21 @@ def parse_drawing_exact(text: str | bytes) -> tuple[np.ndarray, int, bool]:
         return _NO_POINTS, XY_MISMATCH, False
     if empty:
         return _NO_POINTS, EMPTY, False
-    xs = np.concatenate([np.asarray(s[0], np.float64) for s in obj])
-    ys = np.concatenate([np.asarray(s[1], np.float64) for s in obj])
-    if raw:
-        xs, ys = _normalise(xs, ys)
-    elif min(xs.min(), ys.min()) < 0 or max(xs.max(), ys.max()) > 255:
+    if not raw:  # exact integer bounds first: a 400-digit integer is out of range, not a crash
+        lo = min(min(values) for stroke in obj for values in stroke)
+        hi = max(max(values) for stroke in obj for values in stroke)
+        if lo < 0 or hi > 255:
+            return _NO_POINTS, OUT_OF_RANGE, False
+    try:
+        xs = np.concatenate([np.asarray(s[0], np.float64) for s in obj])
+        ys = np.concatenate([np.asarray(s[1], np.float64) for s in obj])
+    except OverflowError:  # a raw integer coordinate past the float range
         return _NO_POINTS, OUT_OF_RANGE, False
+    if raw:
+        normalised = _normalise(xs, ys)
+        if normalised is None:
+            return _NO_POINTS, OUT_OF_RANGE, False
+        xs, ys = normalised
     points = np.zeros((len(xs), 3), np.uint8)
     points[:, 0], points[:, 1] = xs, ys
     points[np.cumsum([len(s[0]) for s in obj]) - 1, 2] = 1
@@ -158,9 +167,13 @@ def _is_number(v: object, allow_float: bool) -> bool:
     return allow_float and isinstance(v, float) and math.isfinite(v)
 
 
-def _normalise(xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Raw coordinates -> 0..255: align to the top-left, scale the longer side to 255, round."""
-    xs, ys = xs - xs.min(), ys - ys.min()
-    extent = max(xs.max(), ys.max())
+def _normalise(xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Raw coordinates -> 0..255: align to the top-left, scale the longer side to 255, round.
+    None when the extent is not a finite number (coordinates near the float limits)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        xs, ys = xs - xs.min(), ys - ys.min()
+        extent = max(xs.max(), ys.max())
+    if not np.isfinite(extent):
+        return None
     scale = 255.0 / extent if extent > 0 else 1.0
     return np.clip(np.rint(xs * scale), 0, 255), np.clip(np.rint(ys * scale), 0, 255)

@@ -25,6 +25,7 @@ class Reason(IntEnum):
     MISSING_FIELD = 5  # too few fields, a required field empty, recognized not True/False
     WORD_MISMATCH = 6  # the word column is not the file's class
     BAD_KEY_ID = 7  # key_id not a non-negative 63-bit integer
+    NOT_UTF8 = 8  # bytes that are not UTF-8 anywhere in the row
 
     @property
     def label(self) -> str:

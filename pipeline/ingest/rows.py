@@ -16,9 +16,10 @@ accepts it (stray whitespace, raw-format coordinates) or names the reason.
 
 A UTF-8 BOM, CRLF line ends, blank lines, quoted newlines and any column order are fine. A row
 with too few fields is `missing_field`, one with too many, or that not even the csv module can
-split, `unparseable`. Reason precedence, first
-wins: unparseable (extra fields), missing_field (a required field empty, or recognized not
-True/False), word_mismatch, bad_key_id, then the drawing's own (`pipeline.ingest.parse`).
+split, `unparseable`; one with bytes that are not UTF-8 anywhere is `not_utf8`. Reason
+precedence, first wins: unparseable (extra fields), missing_field (a required field empty, or
+recognized not True/False), word_mismatch, bad_key_id (train rows; a test row keeps its drawing
+and its key_id text), not_utf8, then the drawing's own (`pipeline.ingest.parse`).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ TRAIN_REQUIRED = ("drawing", "key_id", "word", "recognized")  # empty (or invali
 TEST_REQUIRED = ("drawing",)  # a test row with a bad key_id is still answered (key_id -1)
 ROW_COLUMNS = ("key_id", "country", "recognized", "reason", "line", "key_text", "normalised")
 MISSING, WORD, KEY = Reason.MISSING_FIELD, Reason.WORD_MISMATCH, Reason.BAD_KEY_ID
+NOT_UTF8 = Reason.NOT_UTF8
 UNPARSEABLE = Reason.UNPARSEABLE
 UNSPLITTABLE = -1  # n_fields of a record the csv module cannot split either: unparseable
 _BOM = b"\xef\xbb\xbf"
@@ -131,6 +133,7 @@ class _BlockReader:
         )
         self.required_cols = [index[c] for c in required]
         self.recognized_required = "recognized" in required
+        self.key_required = "key_id" in required  # test rows: a bad key_id is kept, not rejected
         self.word = np.frombuffer(word, np.uint8) if word else _NO_WORD
 
     def block(
@@ -153,7 +156,8 @@ class _BlockReader:
             buf, fstart, fend, self.field_cols, self.word, scan.TRUE_WORDS, scan.FALSE_WORDS
         )
         reason = np.zeros(len(key), np.uint8)
-        if self.field_cols[0] >= 0:
+        reason[_not_utf8(buf, start, end)] = NOT_UTF8
+        if self.key_required:
             reason[key < 0] = KEY
         reason[~word_ok] = WORD
         missing = n_fields < self.width
@@ -171,7 +175,7 @@ class _BlockReader:
             points, offsets, normalised = self._drawings(buf, fstart, fend, reason)
         key_col = self.field_cols[0]
         key_text = np.full(n, "", dtype=object)
-        for i in np.flatnonzero(reason).tolist():
+        for i in np.flatnonzero((reason != 0) | (key < 0)).tolist():
             if key_col >= 0 and n_fields[i] > key_col:
                 key_text[i] = _printable(bytes(buf[fstart[i, key_col] : fend[i, key_col]]))
         rows = Drawings(
@@ -259,6 +263,23 @@ class _BlockReader:
                 size += len(value)
         joined = np.frombuffer(buf.tobytes() + b"".join(extra), np.uint8)
         return joined, n_fields
+
+
+def _not_utf8(buf: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """(N,) bool: records holding bytes that do not decode as UTF-8 (only the rare records with
+    a byte >= 0x80 are decoded)."""
+    bad = np.zeros(len(start), np.bool_)
+    high = np.flatnonzero(buf[: int(end.max(initial=0))] >= 0x80)
+    if len(high) == 0:
+        return bad
+    first = np.searchsorted(high, start)
+    has_high = (first < len(high)) & (high[np.minimum(first, len(high) - 1)] < end)
+    for i in np.flatnonzero(has_high).tolist():
+        try:
+            bytes(buf[start[i] : end[i]]).decode("utf-8")
+        except UnicodeDecodeError:
+            bad[i] = True
+    return bad
 
 
 def _printable(raw: bytes) -> str:

@@ -17,7 +17,7 @@ import pandas as pd
 from pipeline.common.errors import PipelineError
 from pipeline.core.drawings import cap_points
 from pipeline.core.store import SplitWriter
-from pipeline.ingest.reasons import RejectsWriter, count_reasons
+from pipeline.ingest.reasons import Reason, RejectsWriter, count_reasons
 from pipeline.ingest.rows import TEST_READ, TEST_REQUIRED, read_rows
 from pipeline.sources.layout import label_token
 
@@ -58,9 +58,16 @@ def write_test_split(
     block_size: int,
     rejects_path: Path,
 ) -> dict[str, Any]:
-    """Write the `test` split of the store at `root`; returns its counts for the metrics."""
-    stats: dict[str, Any] = {"rows": 0, "invalid": 0, "labelled": 0, "capped": 0, "normalised": 0}
-    reasons: list[np.ndarray] = []
+    """Write the `test` split of the store at `root`; returns its counts for the metrics.
+
+    A row whose key_id is not a number keeps its drawing (it is still predicted) and its key_id
+    text, stored in the split's `key_text` attr so predict writes it back verbatim; it is listed
+    in the rejects file as `bad_key_id`. Two rows with one key_id stop the stage.
+    """
+    stats: dict[str, Any] = {"rows": 0, "invalid": 0, "labelled": 0, "capped": 0,
+                             "normalised": 0, "bad_key_ids": 0}  # fmt: skip
+    reasons, keys, lines = [], [], []
+    key_text: dict[str, str] = {}
     with (
         SplitWriter(root, "test", block_size) as writer,
         RejectsWriter(rejects_path) as rejects,
@@ -74,12 +81,35 @@ def write_test_split(
                 found = solution.reindex(rows.key_ids).to_numpy()
                 labels = np.where(np.isnan(found), -1, found).astype(np.int16)
             writer.append(capped.with_columns(label=labels, valid=valid))
-            rejects.add(test_csv.name, rows.column("line"), rows.column("key_text"), reason)
+            bad_key = rows.key_ids < 0
+            for i in np.flatnonzero(bad_key).tolist():
+                key_text[str(stats["rows"] + i)] = str(rows.column("key_text")[i])
+            listed = np.where(bad_key & valid, Reason.BAD_KEY_ID, reason).astype(np.uint8)
+            rejects.add(test_csv.name, rows.column("line"), rows.column("key_text"), listed)
             reasons.append(reason)
+            keys.append(rows.key_ids)
+            lines.append(rows.column("line"))
             stats["rows"] += len(rows)
             stats["invalid"] += int((~valid).sum())
             stats["labelled"] += int((labels >= 0).sum())
             stats["capped"] += n_capped
             stats["normalised"] += int(rows.column("normalised").sum())
+            stats["bad_key_ids"] += int(bad_key.sum())
+        writer.group.attrs["key_text"] = key_text
+    if keys:
+        _refuse_duplicates(test_csv, np.concatenate(keys), np.concatenate(lines))
     stats["reasons"] = count_reasons(np.concatenate(reasons) if reasons else np.zeros(0))
     return stats
+
+
+def _refuse_duplicates(test_csv: Path, keys: np.ndarray, lines: np.ndarray) -> None:
+    """Two test rows with one key_id cannot both be answered in a submission: stop."""
+    order = np.argsort(keys, kind="stable")
+    same = (keys[order][1:] == keys[order][:-1]) & (keys[order][1:] >= 0)
+    if same.any():
+        i = int(np.flatnonzero(same)[0])
+        first, second = lines[order[i]], lines[order[i + 1]]
+        raise PipelineError(
+            f"{test_csv}: key_id {keys[order[i]]} is on lines {first} and {second}; every test "
+            "row needs its own key_id (re-download the file, or remove the duplicate)"
+        )

@@ -8,6 +8,8 @@ Training's resumable `last.pt` is the same format plus optimiser and RNG state.
 
 from __future__ import annotations
 
+import io
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +23,23 @@ from pipeline.models import build_model
 
 
 def save_checkpoint(obj: dict[str, Any], path: Path) -> None:
-    """Write a checkpoint through a temp file and a rename: never a half-written file."""
+    """Write a checkpoint through a temp file and a rename: never a half-written file.
+
+    Serialised in memory first, so a full disk is Python's OSError naming the file rather than
+    torch's "PytorchStreamWriter failed writing file".
+    """
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
     with atomic_file(path, "wb") as f:
-        torch.save(obj, f)
+        f.write(buffer.getbuffer())
+
+
+def unreadable_reason(err: BaseException) -> str:
+    """Why torch.load refused a file, in one line and without torch's advice to unpickle it."""
+    if isinstance(err, pickle.UnpicklingError):
+        return "it holds Python objects besides tensors, and unpickling them could run code"
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def read_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
@@ -33,8 +49,10 @@ def read_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str,
     try:
         ckpt = torch.load(path, map_location=device, weights_only=True)
     except Exception as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise PipelineError(f"{path} is not a readable checkpoint ({reason}); retrain it") from None
+        raise PipelineError(
+            f"{path} is not a readable checkpoint ({unreadable_reason(err)}); retrain it, or use "
+            "a checkpoint from a source you trust"
+        ) from None
     if not isinstance(ckpt, dict) or not {"model", "meta"} <= ckpt.keys():
         raise PipelineError(f"{path} is not a checkpoint of this pipeline (no model and meta)")
     return ckpt

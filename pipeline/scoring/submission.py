@@ -24,6 +24,8 @@ N_LABELS = 3
 def write_submission(path: Path, key_ids: np.ndarray, words: np.ndarray) -> int:
     """Write `key_id,word` rows atomically; `words` (N, 3) are each row's labels, best first.
 
+    `key_ids` are numbers or, for a test row whose key_id is not one, its text as written.
+
     Returns the number of rows. Raises ValueError on a programming error (lengths differ, not
     three distinct labels), so a broken predictor never leaves a plausible-looking file.
     """
@@ -36,7 +38,7 @@ def write_submission(path: Path, key_ids: np.ndarray, words: np.ndarray) -> int:
         i = int(np.flatnonzero(repeated)[0])
         raise ValueError(f"key_id {key_ids[i]}: need {N_LABELS} distinct labels, got {words[i]}")
     word = tokens[0].astype(str) + " " + tokens[1].astype(str) + " " + tokens[2].astype(str)
-    table = pd.DataFrame({"key_id": key_ids.astype(np.int64), "word": word})
+    table = pd.DataFrame({"key_id": key_ids.astype(str), "word": word})
     with atomic_file(Path(path), newline="") as f:
         table.to_csv(f, index=False, lineterminator="\n")
     return len(table)

@@ -59,6 +59,15 @@ def count_rows(path: Path) -> int:
     return max(lines - 1, 0)
 
 
+def empty_file_problem(path: Path) -> str:
+    """Why a CSV with no data rows has none, for one error line."""
+    with open(path, "rb") as f:
+        head = f.read(1 << 16)
+    if b"\r" in head and b"\n" not in head:
+        return "has old-Mac line ends (CR only); save it with \\n or \\r\\n line ends"
+    return "has no drawings; remove it or fix the folder"
+
+
 def layout_stats(raw_dir: Path) -> dict[str, int]:
     """The download stage's counts of a finished folder."""
     train_files = sorted((raw_dir / TRAIN_DIR).glob("*.csv"))

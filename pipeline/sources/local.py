@@ -16,6 +16,7 @@ from pipeline.sources.layout import (
     TRAIN_DIR,
     check_header,
     count_rows,
+    empty_file_problem,
     layout_stats,
     link_or_copy,
 )
@@ -37,7 +38,7 @@ def copy_local(src_dir: Path, out_dir: Path) -> dict[str, int]:
     for path in train_files:
         check_header(path, TRAIN_COLUMNS)
         if count_rows(path) == 0:
-            raise PipelineError(f"{path} has no drawings; remove it or fix the folder")
+            raise PipelineError(f"{path} {empty_file_problem(path)}")
     check_header(test_csv, TEST_COLUMNS)
     (out_dir / TRAIN_DIR).mkdir()
     for path in progress(train_files, desc="link train files", unit="file"):

@@ -24,9 +24,10 @@ import torch
 from torch import nn
 
 from pipeline.common.config import TrainConfig, to_dict
+from pipeline.common.errors import PipelineError
 from pipeline.common.files import atomic_file
 from pipeline.core.store import DrawingStore
-from pipeline.models.checkpoint import save_checkpoint
+from pipeline.models.checkpoint import save_checkpoint, unreadable_reason
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +52,17 @@ class TrainState:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
+def data_digests(store: DrawingStore) -> dict[str, str]:
+    """The content digests of the splits training reads (recorded by preprocess)."""
+    return {split: store.attrs["digests"][split] for split in ("train", "val")}
+
+
 def fingerprint(cfg: TrainConfig, store: DrawingStore, world_size: int) -> str:
-    """What a checkpoint must share with this run to be resumed."""
+    """What a checkpoint must share with this run to be resumed or exported: the params that
+    change the weights, the class list, what the train and val splits hold (their content
+    digests, not just their counts) and the number of ranks."""
     params = {k: v for k, v in to_dict(cfg).items() if k not in NOT_FINGERPRINTED}
-    data = {k: store.attrs.get(k) for k in ("classes", "counts", "params")}
+    data = {"classes": store.classes, "digests": data_digests(store)}
     blob = json.dumps([params, data, world_size], sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
@@ -95,12 +103,23 @@ class Checkpoints:
         if self.is_main:
             save_checkpoint({"model": model.state_dict(), "meta": meta}, self.best_path)
 
-    def export(self) -> None:
-        """best.pt -> models/model.pt, atomically (the DVC output is never half-written)."""
+    def export(self, expected: str) -> None:
+        """best.pt -> models/model.pt, atomically, only if best.pt is this run's (fingerprint)."""
         if not self.is_main:
             return
+        best = torch.load(self.best_path, map_location="cpu", weights_only=True)
+        if best["meta"].get("fingerprint") != expected:
+            raise PipelineError(
+                f"{self.best_path} is not from this run (other params or data); delete "
+                f"{self.best_path.parent} and rerun `dvc repro train`"
+            )
         with open(self.best_path, "rb") as src, atomic_file(self.model_path, "wb") as dst:
             shutil.copyfileobj(src, dst, 1 << 20)
+
+    def start_fresh(self) -> None:
+        """Forget an earlier run's best model, so only this run's can be exported."""
+        if self.is_main:
+            self.best_path.unlink(missing_ok=True)
 
     def load_last(self, device: torch.device, expected: str) -> dict[str, Any] | None:
         """last.pt if it exists, is readable and carries fingerprint `expected`; else None."""
@@ -109,7 +128,9 @@ class Checkpoints:
         try:
             ckpt = torch.load(self.last_path, map_location=device, weights_only=True)
         except Exception as err:
-            log.warning("cannot read %s (%s); starting fresh", self.last_path, err)
+            log.warning(
+                "cannot read %s (%s); starting fresh", self.last_path, unreadable_reason(err)
+            )
             return None
         if not _is_resumable(ckpt):
             log.warning("%s is not a resumable checkpoint; starting fresh", self.last_path)

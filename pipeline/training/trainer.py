@@ -27,7 +27,7 @@ from pipeline.core.features import Augment, feature_meta
 from pipeline.core.store import DrawingStore
 from pipeline.models import build_model, model_config
 from pipeline.training import distributed as D
-from pipeline.training.checkpoints import Checkpoints, TrainState, fingerprint
+from pipeline.training.checkpoints import Checkpoints, TrainState, data_digests, fingerprint
 from pipeline.training.live import LiveLog
 from pipeline.training.schedule import budget_steps, lr_at
 from pipeline.training.validation import validate
@@ -86,6 +86,7 @@ class Trainer:
         )
         self.state = TrainState(total_steps=sum(self.epoch_batches))
         self.fingerprint = fingerprint(cfg, store, ddp.world_size)
+        self.data = data_digests(store)
         self.checkpoints = Checkpoints(paths.checkpoint_dir, paths.model_path, ddp.is_main)
         self.live_dir = paths.live_dir if log_live and ddp.is_main else None
         self._clock_start, self._elapsed_before = time.monotonic(), 0.0
@@ -218,6 +219,7 @@ class Trainer:
             "model_cfg": self.model_cfg.to_dict(),
             "features": feature_meta(self.cfg.max_points),
             "fingerprint": self.fingerprint,
+            "data": self.data,  # content digests of the train and val splits
         }
 
     def _save_last(self) -> None:
@@ -227,6 +229,7 @@ class Trainer:
     def _resume(self) -> None:
         ckpt = self.checkpoints.load_last(self.device, self.fingerprint)
         if ckpt is None:
+            self.checkpoints.start_fresh()
             return
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
@@ -262,7 +265,7 @@ class Trainer:
             "train/samples_per_s": float(np.mean([r["train/samples_per_s"] for r in st.history])),
         }
         self._save_last()
-        self.checkpoints.export()
+        self.checkpoints.export(self.fingerprint)
         live.end(summary)
         if self.ddp.is_main:
             log.info(
