@@ -3,15 +3,16 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt | cksum | cut -d' ' -f1)
+PLOTS_TEMPLATE := .dvc/plots/offline.html
 # DVC must not phone home (no network here) and must not prompt.
 export DVC_NO_ANALYTICS := 1
 export PYTHONDONTWRITEBYTECODE := 1
 # Stage commands say `python`: make it the venv's.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup repro report test test-fast lint bench clean
+.PHONY: setup repro report compare plots test test-fast lint bench clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(PLOTS_TEMPLATE)
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,12 +21,24 @@ $(STAMP): requirements.txt
 	rm -f $(VENV)/.installed-*
 	touch $@
 
+# `dvc plots show` offline: DVC's page template with vega inlined (see pipeline/plots.py).
+$(PLOTS_TEMPLATE): $(STAMP) pipeline/plots.py
+	$(BIN)/python -m pipeline.plots
+
 repro: setup
 	$(BIN)/dvc repro
 	$(BIN)/python -m pipeline.report
 
 report: setup
 	$(BIN)/python -m pipeline.report
+
+# The experiments side by side, scores first (README "Experiments").
+compare: setup
+	$(BIN)/dvc exp show --only-changed --sort-by val/map3 --sort-order desc \
+	    --drop 'drawings_per_s|csv_mb_per_s|pass1_s|store_bytes|bytes_per_drawing|rejected/.*|test/invalid/.*|filtered/.*'
+
+plots: setup
+	$(BIN)/dvc plots show
 
 test: setup lint
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
@@ -40,5 +53,7 @@ lint: setup
 bench: setup
 	$(BIN)/python -m benchmarks
 
+# Removes what `dvc repro` rebuilds. Keeps data/cache (the Kaggle downloads) and the committed
+# baseline metrics and reports (restore those with `git checkout metrics dvclive reports`).
 clean:
-	rm -rf data models checkpoints metrics dvclive reports submissions/*.csv
+	rm -rf data/raw data/processed models checkpoints dvc_plots submissions/*.csv

@@ -4,7 +4,7 @@
     python -m benchmarks.bench_accuracy --budget 120 -S hidden_size=128 --models gru
 
 Builds a store from `../shared/quickdraw/kaggle16` with the preprocess stage (25 val drawings per
-class for model selection, 9,600 to train on), trains each model with `configs/params.yaml`'s
+class for model selection, 9,600 to train on), trains each model with `params.yaml`'s
 `train:` section and `time_budget_s` = the budget (600 s; `BENCH_BUDGET_S` overrides), then
 scores the best checkpoint on the 1,600 drawings of `test_simplified.csv` against
 `test_solution.csv` (never seen in training or model selection). Checkpoints are kept in

@@ -32,7 +32,7 @@ def read_test_drawings() -> Drawings:
 
 
 def default_model(model: str) -> tuple[torch.nn.Module, dict]:
-    raw = load_params(REPO_DIR / "configs" / "params.yaml")["train"] | {"model": model}
+    raw = load_params(REPO_DIR / "params.yaml")["train"] | {"model": model}
     cfg = from_dict(TrainConfig, raw, "train")
     model_cfg = model_config(cfg, N_CLASSES)
     torch.manual_seed(0)

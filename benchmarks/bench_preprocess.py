@@ -195,7 +195,7 @@ def _csv_mb(raw_dir: Path) -> float:
 def run() -> dict[str, float]:
     RESULTS_DIR.mkdir(exist_ok=True)
     big = build_input(COPIES, RESULTS_DIR / f"input-kaggle16x{COPIES}")
-    params = REPO_DIR / "configs" / "params.yaml"
+    params = REPO_DIR / "params.yaml"
     contenders = {"ours": (OURS, [str(params)]), "naive": (NAIVE, [])}
     rows, unique = {}, {}
     for name, (code, extra) in contenders.items():

@@ -80,7 +80,7 @@ def _pipeline_batches(store_path: Path, cfg: TrainConfig, epoch: int = 0) -> Tra
 
 
 def run() -> dict[str, float]:
-    raw = load_params(REPO_DIR / "configs" / "params.yaml")["train"]
+    raw = load_params(REPO_DIR / "params.yaml")["train"]
     base = from_dict(TrainConfig, raw, "train")
     torch.set_num_threads(base.threads or torch.get_num_threads())
     figures: dict[str, float] = {"torch_threads": torch.get_num_threads()}

@@ -22,7 +22,7 @@ VAL_PER_CLASS = 25  # 400 val drawings for model selection; 9,600 left to train 
 
 
 def repo_params(section: str) -> dict[str, Any]:
-    return load_params(REPO_DIR / "configs" / "params.yaml")[section]
+    return load_params(REPO_DIR / "params.yaml")[section]
 
 
 def build_store(store_path: Path, val_per_class: int = VAL_PER_CLASS) -> Path:

@@ -6,7 +6,7 @@ Inputs:  `download.source` (`pipeline/sources/`): `synthetic` (default, no netwo
 Outputs: data/raw/train_simplified/<word>.csv, data/raw/test_simplified.csv, and
          data/raw/test_solution.csv where the test labels are known (written atomically);
          metrics/download.json.
-Run:     python -m pipeline.download [--params configs/params.yaml]   (or `dvc repro download`)
+Run:     python -m pipeline.download [--params params.yaml]   (or `dvc repro download`)
 """
 
 from __future__ import annotations
@@ -88,8 +88,8 @@ def run(cfg: DownloadConfig, paths: Paths) -> dict[str, Any]:
 def source_dir(cfg: DownloadConfig) -> Path:
     if not cfg.path:
         raise PipelineError(
-            f"download.source={cfg.source} needs download.path; set it in configs/params.yaml "
-            f"or run `dvc exp run -S configs/params.yaml:download.path=/path/to/folder`"
+            f"download.source={cfg.source} needs download.path; set it in params.yaml "
+            f"or run `dvc exp run -S download.path=/path/to/folder`"
         )
     return Path(cfg.path).expanduser()
 

@@ -3,9 +3,11 @@
 Inputs:  data/processed/drawings.zarr (val split), models/model.pt, params `evaluate`.
 Outputs: metrics/evaluate.json   val/map3, val/top1, val/top3, val/drawings, time_s, drawings_per_s
          reports/per_class.csv   class, n, top1, map3, confused_with, confused_n (worst first)
-         reports/confusion.json  one {"actual", "predicted"} record per drawing (DVC `confusion`)
+         reports/confusion.json  the matrix of the (at most 16) most confused classes, one
+                                 {"actual", "predicted", "count"} record per cell
+         reports/confusions.json the 30 most frequent mistakes, "actual -> predicted" (bar chart)
          reports/gallery.png     the most confidently wrong drawings, "true -> predicted"
-Run:     python -m pipeline.evaluate [--params configs/params.yaml]   (or `dvc repro evaluate`)
+Run:     python -m pipeline.evaluate [--params params.yaml]   (or `dvc repro evaluate`)
 """
 
 from __future__ import annotations
@@ -24,12 +26,14 @@ from pipeline.common.paths import Paths
 from pipeline.core.store import DrawingStore
 from pipeline.models.checkpoint import check_classes, load_model
 from pipeline.models.inference import predict_proba
-from pipeline.scoring.metrics import per_class_table, scores_of_top, topk_indices
+from pipeline.scoring.metrics import confusion_counts, per_class_table, scores_of_top, topk_indices
 from pipeline.scoring.reports import (
+    confusion_records,
     most_confident_mistakes,
     render_gallery,
-    write_confusion,
+    top_confusions,
     write_per_class,
+    write_records,
 )
 
 log = logging.getLogger(__name__)
@@ -54,7 +58,9 @@ def run(cfg: EvaluateConfig, paths: Paths) -> dict[str, Any]:
 
     classes = store.classes
     write_per_class(paths.reports_dir / "per_class.csv", per_class_table(top, labels, classes))
-    write_confusion(paths.reports_dir / "confusion.json", labels, top[:, 0], classes)
+    confusion = confusion_counts(labels, top[:, 0], len(classes))  # (C, C)
+    write_records(paths.reports_dir / "confusion.json", confusion_records(confusion, classes))
+    write_records(paths.reports_dir / "confusions.json", top_confusions(confusion, classes))
     wrong = most_confident_mistakes(proba, top[:, 0], labels, cfg.gallery_size)
     captions = [
         (classes[labels[i]], f"{classes[top[i, 0]]} {proba[i, top[i, 0]]:.0%}") for i in wrong

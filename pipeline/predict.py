@@ -5,7 +5,7 @@ Inputs:  data/processed/drawings.zarr (test split), models/model.pt (+ `predict.
 Outputs: submissions/submission.csv  key_id,word in test-file order (Kaggle format)
          metrics/predict.json        test/rows, fallback_rows, time_s, drawings_per_s, and
                                      test/map3, test/top1, test/top3 when test labels are known
-Run:     python -m pipeline.predict [--params configs/params.yaml]   (or `dvc repro predict`)
+Run:     python -m pipeline.predict [--params params.yaml]   (or `dvc repro predict`)
 
 Options (each a param, measured in the README):
   ensemble          average the probabilities of models/model.pt and these checkpoints

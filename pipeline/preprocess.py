@@ -4,7 +4,7 @@ Inputs:  data/raw/train_simplified/<word>.csv (countrycode,drawing,key_id,recogn
          word), data/raw/test_simplified.csv (key_id,countrycode,drawing), [test_solution.csv].
 Outputs: data/processed/drawings.zarr (train/, val/, test/; see pipeline/core/store.py),
          data/processed/rejects.csv (file,line,key_id,reason), metrics/preprocess.json.
-Run:     python -m pipeline.preprocess [--params configs/params.yaml]   (or `dvc repro preprocess`)
+Run:     python -m pipeline.preprocess [--params params.yaml]   (or `dvc repro preprocess`)
 
 How it scales (49M drawings, 23 GB of CSV, bounded memory):
 - Pass 1 (`pipeline.ingest.class_files`): worker processes parse one class file each into a

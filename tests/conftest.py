@@ -56,7 +56,7 @@ def params() -> dict:
 
 def tiny_params() -> dict:
     """The repo's params, shrunk so a whole pipeline runs in seconds (fresh dict each call)."""
-    p = yaml.safe_load((REPO_DIR / "configs" / "params.yaml").read_text())
+    p = yaml.safe_load((REPO_DIR / "params.yaml").read_text())
     p["download"].update(
         synthetic_classes=5, synthetic_train_per_class=60, synthetic_test_per_class=8
     )
@@ -69,6 +69,7 @@ def tiny_params() -> dict:
         conv_channels=[8, 8],
         checkpoint_every_s=0,
         workers=0,
+        val_every_steps=0,  # validate at each epoch's end: tiny runs have a few epochs
     )
     p["evaluate"].update(batch_size=64, gallery_size=4)
     p["predict"].update(batch_size=64)
@@ -77,15 +78,14 @@ def tiny_params() -> dict:
 
 @pytest.fixture
 def workdir(tmp_path: Path, params: dict, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A folder laid out like the repo root (configs/params.yaml), made the cwd."""
-    (tmp_path / "configs").mkdir()
+    """A folder laid out like the repo root (params.yaml), made the cwd."""
     write_params(tmp_path, params)
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
 
 def write_params(root: Path, params: dict) -> Path:
-    path = root / "configs" / "params.yaml"
+    path = root / "params.yaml"
     path.write_text(yaml.safe_dump(params, sort_keys=False))
     return path
 
@@ -115,7 +115,8 @@ def write_store(
 
 def train_config(params: dict, **changes: object) -> TrainConfig:
     """The tiny params' `train` section, single-threaded, with `changes`."""
-    raw = params["train"] | {"time_budget_s": 0, "threads": 1, "shuffle_buffer_blocks": 2}
+    raw = params["train"] | {"time_budget_s": 0, "threads": 1, "shuffle_buffer_blocks": 2,
+                             "val_every_steps": 0, "val_every_s": 0}  # fmt: skip  # per epoch
     return dataclasses.replace(from_dict(TrainConfig, raw, "train"), **changes)
 
 
@@ -201,7 +202,7 @@ def make_checkpoint(
     path: Path, model: str = "gru", seed: int = 0, classes: list[str] = CLASSES
 ) -> Path:
     """An untrained but complete checkpoint in the training stage's format."""
-    raw = yaml.safe_load((REPO_DIR / "configs" / "params.yaml").read_text())["train"]
+    raw = yaml.safe_load((REPO_DIR / "params.yaml").read_text())["train"]
     raw |= {
         "model": model,
         "hidden_size": 8,

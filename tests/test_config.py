@@ -18,7 +18,7 @@ from pipeline.common.config import (
 from pipeline.common.errors import ConfigError
 from tests.conftest import REPO_DIR
 
-PARAMS = REPO_DIR / "configs" / "params.yaml"
+PARAMS = REPO_DIR / "params.yaml"
 
 
 @pytest.mark.parametrize("section", sorted(SECTIONS))

@@ -92,7 +92,7 @@ def test_local_wrong_path_is_one_clear_error(
     workdir: Path, params: dict, capsys: pytest.CaptureFixture
 ) -> None:
     params["download"].update(source="local", path="no/such/folder")
-    (workdir / "configs" / "params.yaml").write_text(json.dumps(params))  # JSON is YAML
+    (workdir / "params.yaml").write_text(json.dumps(params))  # JSON is YAML
     with pytest.raises(SystemExit) as exit_info:
         download.main([])
     assert exit_info.value.code == 2

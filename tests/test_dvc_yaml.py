@@ -175,5 +175,11 @@ def test_metrics_and_outputs_are_where_the_stages_write_them(dvc_yaml: dict) -> 
     }
     assert str(paths.raw_dir) in outs["download"]
     assert str(paths.processed_dir) in outs["preprocess"]
-    assert {str(paths.model_path), str(paths.checkpoint_dir)} <= outs["train"]
+    assert str(paths.model_path) in outs["train"]
+    # checkpoints/ is the stage's resume state, not an output: DVC neither deletes it before a
+    # rerun (a killed run resumes) nor needs it to restore the stage from its cache.
+    assert str(paths.checkpoint_dir) not in outs["train"]
+    for stage in dvc_yaml["stages"].values():
+        assert not any(isinstance(o, dict) and next(iter(o.values())).get("persist")
+                       for o in stage.get("outs", []))  # fmt: skip
     assert str(paths.submission_csv) in outs["predict"]

@@ -103,14 +103,45 @@ def test_per_class_table_lists_every_class_worst_first(evaluated: tuple) -> None
     assert [r["class"] for r in rows] == order
 
 
-def test_confusion_records_one_per_drawing(evaluated: tuple) -> None:
+def test_confusion_is_a_square_matrix_of_counts(evaluated: tuple) -> None:
+    # 6 classes (at most 16 are shown): one record per (actual, predicted) cell, zeros too, so
+    # the plot is square even for a class that is never predicted.
     _, store, model, reports = evaluated
     records = json.loads((reports / "confusion.json").read_text())
     proba, labels = val_proba(store, model)
-    assert records == [
-        {"actual": CLASSES[a], "predicted": CLASSES[p]}
-        for a, p in zip(labels, proba.argmax(axis=1), strict=True)
-    ]
+    predicted = [t[0] for t in reference_top_k(proba, 1)]
+    counts = {(a, p): 0 for a in CLASSES for p in CLASSES}
+    for a, p in zip(labels, predicted, strict=True):
+        counts[CLASSES[a], CLASSES[p]] += 1
+    assert {(r["actual"], r["predicted"]): r["count"] for r in records} == counts
+    assert len(records) == len(CLASSES) ** 2
+
+
+def test_top_confusions_list_the_most_frequent_mistakes_first(evaluated: tuple) -> None:
+    _, store, model, reports = evaluated
+    rows = json.loads((reports / "confusions.json").read_text())
+    proba, labels = val_proba(store, model)
+    predicted = [t[0] for t in reference_top_k(proba, 1)]
+    mistakes: dict[str, int] = {}
+    for a, p in zip(labels, predicted, strict=True):
+        if a != p:
+            key = f"{CLASSES[a]} -> {CLASSES[p]}"
+            mistakes[key] = mistakes.get(key, 0) + 1
+    assert {r["mistake"]: r["count"] for r in rows} == mistakes  # all of them: fewer than 30
+    assert [r["count"] for r in rows] == sorted(mistakes.values(), reverse=True)
+    per_class = {c: int((np.asarray(labels) == i).sum()) for i, c in enumerate(CLASSES)}
+    for r in rows:
+        assert r["share"] == pytest.approx(r["count"] / per_class[r["mistake"].split(" -> ")[0]],
+                                           abs=1e-4)  # fmt: skip
+
+
+def test_the_matrix_keeps_the_most_confused_classes() -> None:
+    from pipeline.scoring.reports import most_confused_classes
+
+    confusion = np.diag(np.full(20, 10))  # 20 classes, all right, but for:
+    confusion[3, 7] = confusion[7, 3] = 5  # 3 and 7 confuse each other
+    confusion[12, 0] = 2  # 12 is read as 0 twice
+    assert most_confused_classes(confusion, k=4).tolist()[:4] == [0, 3, 7, 12]
 
 
 def test_gallery_shows_the_most_confident_mistakes(evaluated: tuple, tmp_path: Path) -> None:
@@ -176,11 +207,11 @@ def test_missing_model_says_to_train(tmp_path: Path) -> None:
 def test_main_writes_the_dvc_outputs(workdir: Path) -> None:
     make_labelled_store(workdir / "data/processed/drawings.zarr")
     make_checkpoint(workdir / "models/model.pt")
-    evaluate.main(["--params", "configs/params.yaml"])
+    evaluate.main(["--params", "params.yaml"])
     # Each output is there and is about this store: 24 val drawings of 6 classes.
     metrics = json.loads((workdir / "metrics/evaluate.json").read_text())
     assert metrics["val/drawings"] == 24
     with open(workdir / "reports/per_class.csv", newline="") as f:
         assert sorted(r["class"] for r in csv.DictReader(f)) == sorted(CLASSES)
-    assert len(json.loads((workdir / "reports/confusion.json").read_text())) == 24
+    assert len(json.loads((workdir / "reports/confusion.json").read_text())) == 6 * 6
     assert Image.open(workdir / "reports/gallery.png").format == "PNG"

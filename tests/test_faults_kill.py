@@ -2,7 +2,7 @@
 the rerun completes with the right outputs, and no partial output is ever left where a complete
 one belongs. Training resumes from its last checkpoint instead of starting over.
 
-Each stage runs as `python -m pipeline.<stage> --params configs/params.yaml` in a folder laid out
+Each stage runs as `python -m pipeline.<stage> --params params.yaml` in a folder laid out
 like the repo. It is killed either when a sign of progress appears (a temp folder or checkpoint),
 or, for the short stages, by a hook that SIGKILLs the process at its k-th `os.replace`: exactly
 between committing one output and the next.
@@ -52,7 +52,7 @@ if _at:
 
 
 def make_root(root: Path, params: dict) -> Path:
-    (root / "configs").mkdir(parents=True)
+    root.mkdir(parents=True)
     write_params(root, params)
     install_hook(root)
     return root
@@ -65,7 +65,7 @@ def install_hook(root: Path) -> None:
 
 
 def stage_cmd(stage: str) -> list[str]:
-    return [sys.executable, "-m", f"pipeline.{stage}", "--params", "configs/params.yaml"]
+    return [sys.executable, "-m", f"pipeline.{stage}", "--params", "params.yaml"]
 
 
 def stage_env(root: Path, **extra: str) -> dict[str, str]:

@@ -214,7 +214,7 @@ def test_labels_and_key_ids_cannot_fill_in_as_data(tmp_path: Path) -> None:
 
 
 def _section(name: str) -> dict:
-    return yaml.safe_load((REPO_DIR / "configs" / "params.yaml").read_text())[name]
+    return yaml.safe_load((REPO_DIR / "params.yaml").read_text())[name]
 
 
 # ---------------------------------------------------------------- faults of the machine

@@ -214,7 +214,7 @@ def test_fallback_is_the_three_most_frequent_training_classes(tmp_path: Path) ->
 def test_main_runs_from_the_repo_layout(workdir: Path) -> None:
     make_labelled_store(workdir / "data/processed/drawings.zarr", invalid=(0,))
     make_checkpoint(workdir / "models/model.pt")
-    predict.main(["--params", "configs/params.yaml"])
+    predict.main(["--params", "params.yaml"])
     metrics = json.loads((workdir / "metrics/predict.json").read_text())
     assert metrics["test/rows"] == 30 and metrics["fallback_rows"] == 1
     assert len(read_submission(workdir / "submissions/submission.csv")) == 30

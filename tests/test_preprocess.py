@@ -323,7 +323,7 @@ def test_stage_cli_writes_outputs_where_dvc_expects_them(workdir: Path, params: 
     )
     params["preprocess"]["workers"] = 1
     write_params(workdir, params)
-    main(["--params", "configs/params.yaml"])
+    main(["--params", "params.yaml"])
     metrics = json.loads((workdir / "metrics" / "preprocess.json").read_text())
     assert metrics["train/drawings"] + metrics["val/drawings"] == 60
     assert (workdir / "data" / "processed" / "rejects.csv").is_file()

@@ -46,19 +46,18 @@ def test_lr_warms_up_then_decays_to_near_zero() -> None:
 
 
 @pytest.mark.parametrize(
-    ("step", "elapsed_s", "budget_s", "by_epochs", "expected"),
+    ("step", "elapsed_s", "budget_s", "expected"),
     [
-        (10, 5.0, 0.0, 500, 500),  # no budget: the epochs decide
-        (10, 5.0, 60.0, 500, 120),  # 2 steps/s for 60 s
-        (10, 5.0, 600.0, 500, 500),  # the budget would allow more than the epochs hold
-        (10, 70.0, 60.0, 500, 10),  # budget spent: stop now
-        (10, 5.0, 5.5, 500, 11),
+        (10, 5.0, 60.0, 120),  # 2 steps/s for 60 s
+        (10, 5.0, 36000.0, 72_000),  # the budget alone decides: no epochs cap
+        (10, 70.0, 60.0, 10),  # budget spent: stop now
+        (10, 5.0, 5.5, 11),
     ],
 )
 def test_budget_steps_fit_the_budget_at_the_measured_rate(
-    step: int, elapsed_s: float, budget_s: float, by_epochs: int, expected: int
+    step: int, elapsed_s: float, budget_s: float, expected: int
 ) -> None:
-    assert budget_steps(step, elapsed_s, budget_s, by_epochs) == expected
+    assert budget_steps(step, elapsed_s, budget_s) == expected
 
 
 def test_batches_cover_the_shard_once_bucketed_and_differ_by_epoch(store_path: Path) -> None:
@@ -105,8 +104,13 @@ def test_training_learns_and_exports_the_best_model(
     # dvclive: curves per epoch, a summary of the best checkpoint, and no dvc.yaml of its own.
     metrics = json.loads((paths.live_dir / "metrics.json").read_text())
     assert metrics["val/map3"] == result.summary["val/map3"]
-    for name in ("train/loss", "val/loss", "val/map3", "val/top1", "lr", "train/samples_per_s"):
-        assert (paths.live_dir / "plots" / "metrics" / f"{name}.tsv").is_file(), name
+    # The curves DVC plots: one row per validation (here per epoch), the columns dvc.yaml draws.
+    rows = [r.split("\t") for r in (paths.live_dir / "curves.tsv").read_text().splitlines()]
+    assert rows[0] == ["step", "time_s", "epoch", "lr", "train_loss", "val_loss", "val_map3",
+                       "val_top1", "samples_per_s"]  # fmt: skip
+    assert [float(r[2]) for r in rows[1:]] == [1, 2, 3, 4, 5, 6]
+    assert [float(r[6]) for r in rows[1:]] == pytest.approx([h["val/map3"] for h in history],
+                                                            rel=1e-5)  # fmt: skip
     assert not (paths.live_dir / "dvc.yaml").exists()
 
 
@@ -161,6 +165,34 @@ def test_stage_runs_from_the_repo_root_with_default_paths(workdir: Path, params:
     assert state["step"] == state["total_steps"] == 5 and state["finished"]
     summary = json.loads((workdir / "dvclive" / "metrics.json").read_text())
     assert summary["val/map3"] == meta["val/map3"] and summary["steps"] == 5
+
+
+def test_validation_runs_at_its_step_cadence_and_at_the_end(
+    store_path: Path, tmp_path: Path, params: dict
+) -> None:
+    # 2 epochs of 5 batches, a validation every 3 steps: rows at 3, 6, 9 and the end (10).
+    cfg = train_config(params, epochs=2, val_every_steps=3)
+    paths = run_paths(tmp_path, store_path)
+    result = run(cfg, paths)
+    rows = (paths.live_dir / "curves.tsv").read_text().splitlines()
+    assert rows[0].split("\t")[:3] == ["step", "time_s", "epoch"]
+    steps = [int(r.split("\t")[0]) for r in rows[1:]]
+    assert steps == [3, 6, 9, 10]
+    epochs = [float(r.split("\t")[2]) for r in rows[1:]]
+    assert epochs == [0.6, 1.2, 1.8, 2.0]
+    history = torch.load(paths.checkpoint_dir / "last.pt", weights_only=True)["state"]["history"]
+    best = max(history, key=lambda r: r["val/map3"])
+    assert result.summary["best/step"] == best["step"]  # the best is chosen at that cadence too
+
+
+def test_a_time_budget_alone_decides_the_length(
+    store_path: Path, tmp_path: Path, params: dict
+) -> None:
+    # One epoch would take a fraction of a second; 3 s of budget runs many more than `epochs`.
+    cfg = train_config(params, epochs=1, time_budget_s=3.0)
+    result = run(cfg, run_paths(tmp_path, store_path), log_live=False)
+    assert result.summary["epochs"] > 1
+    assert 2.5 <= result.summary["time_s"] < 6.0  # stops when the next steps would not fit
 
 
 def test_an_unknown_model_family_is_refused_before_any_work(tmp_path: Path, params: dict) -> None:

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from pipeline.common.config import SECTIONS, load_section
+from pipeline.common.config import SECTIONS, from_dict, load_params, load_section
 from pipeline.common.errors import PipelineError
 from pipeline.common.paths import PARAMS_PATH, Paths
 
@@ -45,7 +45,16 @@ def stage_main(
     """Parse args, load params section `section` and call `run(cfg, paths)`; see module doc."""
     args = stage_parser(doc).parse_args(argv)
     with user_errors():
-        run(load_section(section, SECTIONS[section], args.params), Paths.under("."))
+        run(load_stage_params(section, args.params), Paths.under("."))
+
+
+def load_stage_params(section: str, path: Path) -> Any:
+    """The stage's section, after checking every section of the file: a bad `predict` value
+    stops `dvc exp run` at its first stage, not after ten hours of training."""
+    params = load_params(path)
+    for name in params.keys() & SECTIONS.keys():
+        from_dict(SECTIONS[name], params[name], name)
+    return load_section(section, SECTIONS[section], path)
 
 
 # Faults of the machine rather than the code: one line saying which path and what to do.

@@ -66,8 +66,11 @@ class PreprocessConfig:
 @dataclass(frozen=True, config=_STRICT)
 class TrainConfig:
     model: str  # a name in pipeline.models.MODELS: gru | bilstm (checked as the stage starts)
-    epochs: Positive
-    time_budget_s: Seconds  # 0 = no limit
+    epochs: Positive  # the run's length when there is no time budget
+    time_budget_s: Seconds  # > 0: this much training time alone sets the length (epochs unused)
+    val_every_steps: Count  # validate (and log, keep the best) every this many steps; 0 = off
+    val_every_s: Seconds  # ... and/or every this many seconds; both 0 = at each epoch's end
+    processes: Count  # training processes (DDP); 1 = this one; 0 = one per GPU
     batch_size: Positive
     learning_rate: Annotated[float, Field(gt=0)]
     weight_decay: Annotated[float, Field(ge=0)]

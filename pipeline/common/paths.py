@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-PARAMS_PATH = Path("configs/params.yaml")
+PARAMS_PATH = Path("params.yaml")
 STAGES = ("download", "preprocess", "train", "evaluate", "predict")
 
 

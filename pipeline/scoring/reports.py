@@ -33,14 +33,49 @@ def write_per_class(path: Path, table: pd.DataFrame) -> None:
         table.to_csv(f, index=False, float_format="%.4f", lineterminator="\n")
 
 
-def write_confusion(
-    path: Path, labels: np.ndarray, predicted: np.ndarray, classes: list[str]
-) -> None:
-    """Records for DVC's `confusion` template (dvc.yaml: x: actual, y: predicted)."""
-    records = [
-        {"actual": classes[a], "predicted": classes[p]}
-        for a, p in zip(labels.tolist(), predicted.tolist(), strict=True)
+MATRIX_CLASSES = 16  # the confusion matrix shows at most this many classes: the most confused
+TOP_CONFUSIONS = 30  # the bar chart of the most frequent (actual -> predicted) mistakes
+
+
+def most_confused_classes(confusion: np.ndarray, k: int = MATRIX_CLASSES) -> np.ndarray:
+    """The k classes with the most mistakes, made or received (all of them if there are <= k),
+    in class order. confusion (C, C): row = actual, column = predicted."""
+    if len(confusion) <= k:
+        return np.arange(len(confusion))
+    off = confusion - np.diag(np.diag(confusion))
+    mass = off.sum(axis=0) + off.sum(axis=1)
+    return np.sort(np.argsort(-mass, kind="stable")[:k])
+
+
+def confusion_records(confusion: np.ndarray, classes: list[str]) -> list[dict[str, object]]:
+    """Every (actual, predicted) cell of the most-confused classes' matrix, zeros included, so
+    the plot is square even where a class is never predicted (template confusion_counts)."""
+    keep = most_confused_classes(confusion)
+    return [
+        {"actual": classes[a], "predicted": classes[p], "count": int(confusion[a, p])}
+        for a in keep.tolist()
+        for p in keep.tolist()
     ]
+
+
+def top_confusions(
+    confusion: np.ndarray, classes: list[str], n: int = TOP_CONFUSIONS
+) -> list[dict[str, object]]:
+    """The n most frequent mistakes, `actual -> predicted`, with their share of the class."""
+    off = confusion - np.diag(np.diag(confusion))
+    flat = np.argsort(-off, axis=None, kind="stable")[:n]
+    rows = []
+    for a, p in zip(*np.unravel_index(flat, off.shape), strict=True):
+        if off[a, p] == 0:
+            break
+        share = off[a, p] / max(int(confusion[a].sum()), 1)
+        rows.append({"mistake": f"{classes[a]} -> {classes[p]}", "count": int(off[a, p]),
+                     "share": round(float(share), 4)})  # fmt: skip
+    return rows
+
+
+def write_records(path: Path, records: list[dict[str, object]]) -> None:
+    """JSON records for a DVC plot, written atomically."""
     with atomic_file(path) as f:
         json.dump(records, f, indent=0)
         f.write("\n")

@@ -121,7 +121,7 @@ def _translate(err: requests.RequestException, competition: str | None) -> Pipel
     elif status == 404:
         message = (
             f"competition {what} not found on Kaggle (HTTP 404); check `download.competition` "
-            "in configs/params.yaml"
+            "in params.yaml"
         )
     elif status == 429:
         message = "Kaggle is rate-limiting requests (HTTP 429); wait a few minutes and rerun"

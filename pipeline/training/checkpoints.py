@@ -32,7 +32,7 @@ from pipeline.models.checkpoint import save_checkpoint, unreadable_reason
 log = logging.getLogger(__name__)
 
 # Params that do not change the trained weights, so a checkpoint made with others still resumes.
-NOT_FINGERPRINTED = ("workers", "checkpoint_every_s")
+NOT_FINGERPRINTED = ("workers", "threads", "checkpoint_every_s", "val_every_steps", "val_every_s")
 
 
 @dataclass

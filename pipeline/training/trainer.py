@@ -1,9 +1,12 @@
-"""The training loop: batches in, one optimiser step each, an evaluation per epoch.
+"""The training loop: batches in, one optimiser step each, a validation at a steady cadence.
 
 AdamW with the schedule of `pipeline.training.schedule`, gradient clipping every step, label
-smoothing, autocast on GPUs. `time_budget_s` counts wall time of the loop (validation included)
-across resumes. The step loop reads nothing back from the device except every `SYNC_EVERY`
-steps (the progress bar's loss), so a GPU is never kept waiting.
+smoothing, autocast on GPUs. The run's length is `epochs` or, when `time_budget_s` is set, the
+budget alone (training time across resumes, validation included). Validation, the dvclive row,
+the best-checkpoint choice and a `last.pt` happen every `val_every_steps` steps and/or every
+`val_every_s` seconds (each epoch's end when both are 0), and always at the end: curves have
+points even when one epoch outlasts the whole budget. The step loop reads nothing back from the
+device except every `SYNC_EVERY` steps (the progress bar's loss), so a GPU is never kept waiting.
 """
 
 from __future__ import annotations
@@ -66,8 +69,11 @@ class Trainer:
             cfg.max_points, Augment.from_train_cfg(cfg), cfg.seed, ddp.rank,
         )  # fmt: skip
         self.loader = make_loader(self.dataset, cfg.workers, self.device.type == "cuda")
-        counts = [self.dataset.n_batches(e) for e in range(cfg.epochs)]
-        self.epoch_batches = D.all_min(counts, ddp, self.device)  # DDP: the shortest shard
+        self._epoch_sizes: dict[int, int] = {}  # batches per epoch, agreed by every rank
+        if cfg.time_budget_s > 0:  # the budget alone: a first guess, refined from the step rate
+            total = self.batches_in(0)
+        else:
+            total = sum(self.batches_in(e) for e in range(cfg.epochs))
         self.val = eval_batches(val_split.read(), cfg.batch_size * 2, cfg.max_points)
 
         self.model_cfg = model_config(cfg, len(self.classes))
@@ -84,7 +90,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(
             "cuda", enabled=self.amp == torch.float16 and self.device.type == "cuda"
         )
-        self.state = TrainState(total_steps=sum(self.epoch_batches))
+        self.state = TrainState(total_steps=total)
         self.fingerprint = fingerprint(cfg, store, ddp.world_size)
         self.data = data_digests(store)
         self.checkpoints = Checkpoints(paths.checkpoint_dir, paths.model_path, ddp.is_main)
@@ -101,53 +107,46 @@ class Trainer:
         if st.finished:
             log.info("checkpoint says this run already finished; exporting its best model")
         self._clock_start, self._elapsed_before = time.monotonic(), st.elapsed_s
+        self._new_window()
+        bar = progress(total=st.total_steps, initial=st.step, desc="train", unit="step",
+                       disable=not self.ddp.is_main)  # fmt: skip
         while not st.finished:
-            if st.epoch >= self.cfg.epochs or st.step >= st.total_steps:
+            if st.step >= st.total_steps or (self.cfg.time_budget_s <= 0
+                                              and st.epoch >= self.cfg.epochs):  # fmt: skip
                 st.finished = True
                 break
-            row = self._train_epoch(stop_after_steps)
-            if row is None:  # stopped by the test hook
+            if self._train_epoch(bar, live, stop_after_steps):
+                bar.close()
+                self._tick()
                 self._save_last()
                 log.info("stopped after %s steps (test hook); rerun to resume", f"{st.step:,}")
                 return TrainResult(self.model, {})
-            row |= validate(self.model, self.val, self.device, self.amp)
-            n_batches = self.epoch_batches[st.epoch]
-            if st.batch >= n_batches:
-                st.epoch, st.batch = st.epoch + 1, 0
-            row |= {"epoch": st.epoch + st.batch / n_batches, "time_s": self._tick()}
-            st.history.append(row)
-            st.finished = st.step >= st.total_steps or st.epoch >= self.cfg.epochs
-            live.log(row)
-            if row["val/map3"] > st.best_map3:
-                st.best_map3 = row["val/map3"]
-                self.checkpoints.save_best(self.model, self._meta() | row | {"step": st.step})
-            self._save_last()
-            if self.ddp.is_main:
-                log.info(
-                    "epoch %.2f  loss %.4f  val/map3 %.4f  val/top1 %.4f  %s samples/s  %.0f s",
-                    row["epoch"], row["train/loss"], row["val/map3"], row["val/top1"],
-                    f"{row['train/samples_per_s']:,.0f}", st.elapsed_s,
-                )  # fmt: skip
+        if not st.history or st.history[-1]["step"] != st.step:
+            self._validate(live)  # the end of the run is always a point of the curves
+        bar.close()
         return TrainResult(self.model, self._finish(live))
 
-    def _train_epoch(self, stop_after_steps: int | None) -> dict[str, float] | None:
-        """Steps to the end of the epoch (or of the run); the epoch's training figures."""
+    def batches_in(self, epoch: int) -> int:
+        """Batches of `epoch` on every rank: the shortest shard's count under DDP."""
+        if epoch not in self._epoch_sizes:
+            (n,) = D.all_min([self.dataset.n_batches(epoch)], self.ddp, self.device)
+            self._epoch_sizes[epoch] = n
+        return self._epoch_sizes[epoch]
+
+    def _train_epoch(self, bar: Any, live: LiveLog, stop_after_steps: int | None) -> bool:
+        """Steps to the end of the epoch (or of the run); True if the test hook stopped it."""
         cfg, st = self.cfg, self.state
-        n_batches = self.epoch_batches[st.epoch]
+        n_batches = self.batches_in(st.epoch)
         self.dataset.set_epoch(st.epoch, st.batch)
         self.net.train()
-        loss_sum = torch.zeros((), device=self.device)
-        n_seen, n_steps, started = 0, 0, time.monotonic()
         last_ckpt = time.monotonic()
-        bar = progress(total=n_batches, initial=st.batch, desc=f"epoch {st.epoch + 1}/{cfg.epochs}",
-                       disable=not self.ddp.is_main, leave=False, unit="batch")  # fmt: skip
         for x, lengths, labels in self.loader:
             if st.batch >= n_batches:
                 break  # DDP: ranks stop at the shortest shard
             loss = self._step(x, lengths, labels)
-            loss_sum += loss.detach()
-            n_seen += len(labels)
-            n_steps += 1
+            self._window["loss"] += loss.detach()
+            self._window["steps"] += 1
+            self._window["samples"] += len(labels)
             st.step += 1
             st.batch += 1
             bar.update()
@@ -155,28 +154,76 @@ class Trainer:
             # agree on a broadcast estimate every SYNC_EVERY steps (and early, at 2^k).
             sync_point = st.step % SYNC_EVERY == 0 or st.step & (st.step - 1) == 0
             if self.ddp.world_size == 1 or sync_point:
-                self._estimate_total()
+                self._estimate_total(bar)
             if st.step % SYNC_EVERY == 0:
-                rate = n_seen * self.ddp.world_size / (time.monotonic() - started)
-                bar.set_postfix(loss=f"{loss.item():.3f}", samples_s=f"{rate:,.0f}")
+                bar.set_postfix(self._postfix(loss, n_batches), refresh=False)
             if stop_after_steps is not None and st.step >= stop_after_steps:
-                bar.close()
-                self._tick()
-                return None
+                return True
             if st.step >= st.total_steps:
                 break
-            if 0 < cfg.checkpoint_every_s <= time.monotonic() - last_ckpt:
+            if self._validation_due(sync_point):
+                self._validate(live)
+                last_ckpt = time.monotonic()
+            elif 0 < cfg.checkpoint_every_s <= time.monotonic() - last_ckpt:
                 self._tick()
                 self._save_last()
                 last_ckpt = time.monotonic()
-        bar.close()
-        train_time = time.monotonic() - started
-        self._tick()
-        return {
-            "train/loss": float(loss_sum.item()) / max(n_steps, 1),
+        if st.batch >= n_batches:
+            st.epoch, st.batch = st.epoch + 1, 0
+            if cfg.val_every_steps == 0 and cfg.val_every_s == 0:
+                self._validate(live)
+        return False
+
+    def _validation_due(self, sync_point: bool) -> bool:
+        """Time for the next validation (the same answer on every DDP rank)."""
+        cfg, st = self.cfg, self.state
+        if self.ddp.world_size > 1 and not sync_point:
+            return False
+        last_step, last_time = (st.history[-1]["step"], st.history[-1]["time_s"]) if st.history \
+            else (0, 0.0)  # fmt: skip
+        due = 0 < cfg.val_every_steps <= st.step - last_step
+        due |= 0 < cfg.val_every_s <= self._tick() - last_time
+        return bool(D.broadcast(int(due), self.ddp, self.device))
+
+    def _validate(self, live: LiveLog) -> None:
+        """Score the val split; log the row; keep the best model; write last.pt."""
+        st, window = self.state, self._window
+        train_s = max(time.monotonic() - window["start"], 1e-9)
+        row = {
+            "step": st.step,
+            "epoch": round(st.epoch + st.batch / self.batches_in(st.epoch), 3),
             "lr": self.optimizer.param_groups[0]["lr"],
-            "train/samples_per_s": n_seen * self.ddp.world_size / max(train_time, 1e-9),
+            "train/loss": float(window["loss"].item()) / max(window["steps"], 1),
+            "train/samples_per_s": window["samples"] * self.ddp.world_size / train_s,
+            **validate(self.model, self.val, self.device, self.amp),
         }
+        row["time_s"] = self._tick()
+        st.history.append(row)
+        live.log(row)
+        if row["val/map3"] > st.best_map3:
+            st.best_map3 = row["val/map3"]
+            self.checkpoints.save_best(self.model, self._meta() | row)
+        self._save_last()
+        self._new_window()
+        self.net.train()
+        if self.ddp.is_main:
+            log.info(
+                "step %s (epoch %.2f)  loss %.4f  val/map3 %.4f  val/top1 %.4f  %s samples/s  %s",
+                f"{st.step:,}", row["epoch"], row["train/loss"], row["val/map3"],
+                row["val/top1"], f"{row['train/samples_per_s']:,.0f}", _clock(st.elapsed_s),
+            )  # fmt: skip
+
+    def _new_window(self) -> None:
+        """Start accumulating the training figures of the next validation row."""
+        self._window = {"loss": torch.zeros((), device=self.device), "steps": 0, "samples": 0,
+                        "start": time.monotonic()}  # fmt: skip
+
+    def _postfix(self, loss: torch.Tensor, n_batches: int) -> dict[str, str]:
+        st, budget = self.state, self.cfg.time_budget_s
+        postfix = {"epoch": f"{st.epoch + st.batch / n_batches:.2f}", "loss": f"{loss.item():.3f}"}
+        if budget > 0:
+            postfix["left"] = _clock(max(budget - st.elapsed_s, 0.0))
+        return postfix
 
     def _step(self, x: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
@@ -201,14 +248,14 @@ class Trainer:
         self.state.elapsed_s = self._elapsed_before + time.monotonic() - self._clock_start
         return self.state.elapsed_s
 
-    def _estimate_total(self) -> None:
+    def _estimate_total(self, bar: Any) -> None:
         """Total steps that fit the time budget, from the step rate so far (rank 0 decides)."""
         st = self.state
         if self.cfg.time_budget_s <= 0:
             return
-        estimate = budget_steps(st.step, self._tick(), self.cfg.time_budget_s,
-                                sum(self.epoch_batches))  # fmt: skip
+        estimate = budget_steps(st.step, self._tick(), self.cfg.time_budget_s)
         st.total_steps = D.broadcast(estimate, self.ddp, self.device)
+        bar.total = st.total_steps
 
     # ---- checkpoints and the end of the run -------------------------------------------------
 
@@ -256,8 +303,11 @@ class Trainer:
         summary = {
             "val/map3": best["val/map3"],
             "val/top1": best["val/top1"],
+            "val/top3": best["val/top3"],
             "val/loss": best["val/loss"],
-            "best_epoch": best["epoch"],
+            "best/step": best["step"],
+            "best/epoch": best["epoch"],
+            "best/time_s": round(best["time_s"], 1),
             "epochs": st.history[-1]["epoch"],
             "steps": st.step,
             "time_s": st.elapsed_s,
@@ -269,8 +319,15 @@ class Trainer:
         live.end(summary)
         if self.ddp.is_main:
             log.info(
-                "best val/map3 %.4f (epoch %.2f) -> %s; %s steps in %.0f s",
-                best["val/map3"], best["epoch"], self.checkpoints.model_path, f"{st.step:,}",
-                st.elapsed_s,
+                "best val/map3 %.4f (step %s, epoch %.2f) -> %s; %s steps in %s",
+                best["val/map3"], f"{best['step']:,}", best["epoch"], self.checkpoints.model_path,
+                f"{st.step:,}", _clock(st.elapsed_s),
             )  # fmt: skip
         return summary
+
+
+def _clock(seconds: float) -> str:
+    """1:02:03 or 2:03: hours, minutes and seconds for people."""
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
