@@ -48,6 +48,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
+import pytest
+
 API = "/api/v1/"
 COMPETITIONS = "competitions.CompetitionApiService"
 LAST_MODIFIED = "Tue, 25 Sep 2018 16:00:00 GMT"
@@ -116,7 +118,8 @@ class KaggleServer:
     rules_accepted: set[str] = field(default_factory=set)
     zipped: set[str] = field(default_factory=set)  # served as <name>.zip, as Kaggle may do
     pending_polls: int = 1
-    echo: str = ""  # appended to every message: a server that echoes credentials back
+    echo: str = ""  # appended to every error message: a server that echoes credentials back
+    reply_echo: str = ""  # ... and to the texts a client shows (submit reply, scoring error)
     calls: list[Call] = field(default_factory=list)
     uploads: dict[str, bytes] = field(default_factory=dict)
     submissions: list[Submission] = field(default_factory=list)
@@ -434,7 +437,8 @@ def _handler(server: KaggleServer) -> type[BaseHTTPRequestHandler]:
             )
             server.submissions.append(submission)
             message = "Successfully submitted to Quick, Draw! Doodle Recognition Challenge"
-            return self._json(call, {"message": message + server.echo, "ref": submission.ref})
+            reply = {"message": message + server.reply_echo, "ref": submission.ref}
+            return self._json(call, reply)
 
         def _api_ListSubmissions(self, call: Call, request: dict) -> None:
             items = []
@@ -453,7 +457,7 @@ def _handler(server: KaggleServer) -> type[BaseHTTPRequestHandler]:
                 if status == "COMPLETE":
                     item["publicScore"] = s.public_score
                 if status == "ERROR":
-                    item["errorDescription"] = (s.error or "") + server.echo
+                    item["errorDescription"] = (s.error or "") + server.reply_echo
                 items.append(item)
             return self._json(call, {"submissions": items, "nextPageToken": ""})
 
@@ -522,6 +526,24 @@ def subprocess_env(server: KaggleServer | int, home: Path, **extra: str) -> dict
     no proxy exceptions and no credentials of the caller's."""
     env = {k: v for k, v in os.environ.items() if k not in CLEARED_ENV}
     return env | client_env(server, home) | extra
+
+
+def point_client(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], home: Path) -> None:
+    """Point the real client in this process where `env` says. The environment is all a new
+    process needs; in this one the client may be imported already, and it reads two things
+    once, at import: KAGGLE_API_ENVIRONMENT (into `KaggleApi.args`) and where kaggle.json is."""
+    for name in CLEARED_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(home))
+    # Imported with no credentials in sight: its import-time sign-in makes no request.
+    from kaggle.api.kaggle_api_extended import KaggleApi
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    config_dir = os.environ.get("KAGGLE_CONFIG_DIR") or str(home / ".kaggle")
+    monkeypatch.setattr(KaggleApi, "args", ["--local"])
+    monkeypatch.setattr(KaggleApi, "config_dir", config_dir)
+    monkeypatch.setattr(KaggleApi, "config", os.path.join(config_dir, "kaggle.json"))
 
 
 def free_port() -> int:

@@ -33,11 +33,11 @@ from pipeline.common.paths import Paths
 from pipeline.sources import kaggle, kaggle_client
 from tests.conftest import REPO_DIR, reference_apk, write_params
 from tests.kaggle_server import (
-    CLEARED_ENV,
     KaggleServer,
     client_env,
     competition_files,
     free_port,
+    point_client,
     read_solution,
     subprocess_env,
     zip_bytes,
@@ -80,22 +80,8 @@ def home(tmp_path: Path) -> Path:
 
 
 def use_client(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], home: Path) -> None:
-    """Point the real client in this process at the server. The environment does it for new
-    processes; here the client has been imported already, and it reads two things once, at
-    import: KAGGLE_API_ENVIRONMENT (into `KaggleApi.args`) and where kaggle.json lives."""
-    for name in CLEARED_ENV:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HOME", str(home))
-    # Imported with no credentials in sight: its import-time sign-in makes no request.
-    from kaggle.api.kaggle_api_extended import KaggleApi
-
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-
-    config_dir = os.environ.get("KAGGLE_CONFIG_DIR") or str(home / ".kaggle")
-    monkeypatch.setattr(KaggleApi, "args", ["--local"])
-    monkeypatch.setattr(KaggleApi, "config_dir", config_dir)
-    monkeypatch.setattr(KaggleApi, "config", os.path.join(config_dir, "kaggle.json"))
+    """The real client in this process, configured by `env`; retries without real waits."""
+    point_client(monkeypatch, env, home)
     monkeypatch.setattr(kaggle_client, "BACKOFF", FAST)
 
 
@@ -468,6 +454,8 @@ def test_redact_hides_every_credential_value(
                {"refresh_token": "r" * 20, "access_token": "a" * 20})  # fmt: skip
     text = f"url?key={KEY}&t={TOKEN} {'j' * 32} {'r' * 20} {'a' * 20} ok"
     assert kaggle_client.redact(text) == "url?key=***&t=*** *** *** *** ok"
+    # A token this process was never given is still recognised by its shape.
+    assert kaggle_client.redact("token KGAT_0a1b2c3d4e5f6a7b.") == "token ***."
 
 
 def test_backoff_grows_with_jitter_and_is_bounded() -> None:
