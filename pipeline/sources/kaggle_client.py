@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import random
+import re
 import stat
 import time
 from collections.abc import Callable
@@ -63,6 +64,7 @@ BAD_TOKEN = (
 # Env vars whose values are secrets (never shown; scrubbed from any text we pass on).
 SECRET_ENV_VARS = ("KAGGLE_KEY", "KAGGLE_API_TOKEN")
 TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504})
+TOKEN_SHAPE = re.compile(r"KGAT_[A-Za-z0-9_-]{8,}")  # how kaggle 2.x API tokens look
 
 
 @dataclass(frozen=True)
@@ -225,10 +227,11 @@ def translate(err: BaseException, competition: str | None, attempts: int = 1) ->
 
 
 def redact(text: str) -> str:
-    """Replace any known credential value in `text` with '***'."""
+    """Replace any known credential value in `text`, and anything shaped like a Kaggle API
+    token (`KGAT_...`, even one this process was not given), with '***'."""
     for secret in _secret_values():
         text = text.replace(secret, "***")
-    return text
+    return TOKEN_SHAPE.sub("***", text)
 
 
 def _secret_values() -> list[str]:
