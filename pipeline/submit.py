@@ -154,7 +154,13 @@ def wait_for_score(api: Any, competition: str, ref: int, timeout_s: float) -> Re
     """Poll ListSubmissions until submission `ref` is COMPLETE or ERROR, or `timeout_s` passes."""
     deadline = time.monotonic() + timeout_s
     for attempt in range(1, POLL.attempts + 1):
-        result = find_submission(api, competition, ref)
+        try:
+            result = find_submission(api, competition, ref)
+        except PipelineError as err:  # the submission stands; only its score is missing
+            raise PipelineError(
+                f"{err} (submission {ref} was made; `python -m pipeline.submit --status` "
+                "fetches its score)"
+            ) from None
         if result.status != PENDING:
             return result
         left = deadline - time.monotonic()

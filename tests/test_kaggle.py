@@ -602,6 +602,19 @@ def test_a_file_kaggle_cannot_score_is_one_line(
     assert json.loads(Path("metrics/submit.json").read_text())["submission/status"] == "ERROR"
 
 
+def test_a_failure_while_waiting_says_the_submission_stands(
+    client: KaggleServer, submission, capsys: pytest.CaptureFixture
+) -> None:
+    client.fail("ListSubmissions", 503, times=100)
+    line = fail_line(submit.main, ["-m", "x"], capsys)
+    ref = client.submissions[0].ref
+    assert line == (
+        "Kaggle API error (HTTP 503 Service Unavailable) (4 tries); try again later (submission "
+        f"{ref} was made; `python -m pipeline.submit --status` fetches its score)"
+    )
+    assert json.loads(Path("metrics/submit.json").read_text())["submission/ref"] == ref
+
+
 def test_an_invalid_file_is_never_uploaded(
     client: KaggleServer, submission, capsys: pytest.CaptureFixture
 ) -> None:

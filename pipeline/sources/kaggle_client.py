@@ -73,7 +73,7 @@ class Backoff:
     wait a random time in [1/2, 1] x min(cap_s, base_s * 2**(n - 1)), or what Retry-After asks
     (at most cap_s)."""
 
-    attempts: int = 6
+    attempts: int = 8
     base_s: float = 2.0
     cap_s: float = 60.0
 
@@ -84,7 +84,7 @@ class Backoff:
         return ceiling * (0.5 + random.random() / 2)
 
 
-BACKOFF = Backoff()  # at most ~2 minutes of waiting in all; tests shrink it
+BACKOFF = Backoff()  # 1.5 to 3 minutes of waiting in all before giving up; tests shrink it
 
 
 class IncompleteDownload(Exception):
