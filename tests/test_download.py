@@ -1,6 +1,7 @@
 """The download stage for the offline sources: synthetic, local (Kaggle layout), ndjson.
 
-The kaggle source is tested with a fake API in test_kaggle_api.py.
+The kaggle source is tested with the real kaggle client against a local server in
+test_kaggle.py.
 """
 
 from __future__ import annotations

@@ -183,3 +183,11 @@ def test_metrics_and_outputs_are_where_the_stages_write_them(dvc_yaml: dict) -> 
         assert not any(isinstance(o, dict) and next(iter(o.values())).get("persist")
                        for o in stage.get("outs", []))  # fmt: skip
     assert str(paths.submission_csv) in outs["predict"]
+
+
+def test_the_submit_metrics_are_a_top_level_metric(dvc_yaml: dict) -> None:
+    # `pipeline.submit` is a command, not a stage: its metrics file is listed on its own, so
+    # `dvc metrics show` puts the leaderboard score beside the stages' scores.
+    assert dvc_yaml["metrics"] == [str(Paths.under(".").submit_metrics_path)]
+    stage_metrics = [m for stage in dvc_yaml["stages"].values() for m in stage["metrics"]]
+    assert "metrics/submit.json" not in str(stage_metrics)

@@ -4,7 +4,7 @@ wrong value.
 
 Already proven elsewhere (not repeated here): zip members with `../`, absolute paths or symlinks
 refused before anything is written, truncated and corrupt zips
-(test_kaggle_api.py::test_unsafe_zip_members_are_refused_before_writing,
+(test_kaggle.py::test_unsafe_zip_members_are_refused_before_writing,
 ::test_truncated_zip_names_the_file, ::test_corrupt_member_data_names_the_file); a train CSV with
 a BOM, CRLF ends and quoted newlines, short rows and every bad field
 (test_preprocess.py::test_bom_crlf_quoted_newlines_and_column_order_are_read,

@@ -69,6 +69,10 @@ class Paths:
     def submission_csv(self) -> Path:
         return self.submissions_dir / "submission.csv"
 
+    @property
+    def submit_metrics_path(self) -> Path:  # `pipeline.submit` (a command, not a stage)
+        return self.metrics_dir / "submit.json"
+
     def metrics_path(self, stage: str) -> Path:
         """The metrics file `stage` writes (dvc.yaml's `metrics:` entry)."""
         if stage not in STAGES:

@@ -1,21 +1,25 @@
-"""Source `kaggle`: the competition's files through the `kaggle` client, and the client itself.
+"""Source `kaggle`: the competition's files through the real `kaggle` client.
 
-Only `train_simplified.zip` and `test_simplified.csv` (never the 65 GB raw files) are fetched
-into `data/cache/<competition>/`, so a rerun skips what is complete; the zip is checked member
-by member (no absolute paths, `..`, symlinks or duplicate names) before anything is extracted.
+Only `train_simplified.zip` and `test_simplified.csv` (and the sample submission; never the
+65 GB raw files) are fetched into `data/cache/<competition>/`, so a rerun skips what is
+complete; the zip is checked member by member (no absolute paths, `..`, symlinks or duplicate
+names) before anything is extracted.
 
-The client: `import kaggle` authenticates on import and prints help on failure, so nothing here
-imports it until `get_api()` is called. Every call goes through `kaggle_call`, which maps
-missing credentials, HTTP 401 / 403 / 404 and network errors to a `PipelineError` that says
-what to do. Credential values are never printed, logged or put into an exception message.
-`pipeline.submit` uses the same client.
+Downloads go through the client's own `competition_download_file`, which already does what a
+long download needs: it calls DownloadDataFile, follows the 302 to the file, streams it to disk
+beside a `.kaggle-partial` marker that records the file's ETag and size, and on a later run (or
+after a dropped connection) asks for the rest with `Range: bytes=<have>-` and `If-Range`, so a
+partial file is resumed, not started over. Writing our own GET of the redirected URL would only
+repeat that, so this module adds what the client lacks around it: each file is downloaded into
+`data/cache/<competition>/.partial/<name>/` and moved into the cache only when its size matches
+Kaggle's listing (never a half file under its final name); a 429 / 5xx / dropped connection is
+retried with backoff (`kaggle_client.kaggle_call`), each retry resuming; every failure is one
+line. The client and its errors live in `pipeline.sources.kaggle_client`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
-import json
 import logging
 import os
 import re
@@ -23,15 +27,12 @@ import shutil
 import stat
 import zipfile
 import zlib
-from collections.abc import Callable
-from http import HTTPStatus
 from pathlib import Path, PurePosixPath
-from typing import Any, TypeVar
-
-import requests
+from typing import Any
 
 from pipeline.common.cli import progress
 from pipeline.common.errors import PipelineError
+from pipeline.sources.kaggle_client import IncompleteDownload, get_api, kaggle_call
 from pipeline.sources.layout import (
     SAMPLE_SUBMISSION,
     TEST_COLUMNS,
@@ -45,141 +46,8 @@ from pipeline.sources.layout import (
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
 TRAIN_ZIP = "train_simplified.zip"
-
-TOKEN_URL = "https://www.kaggle.com/settings/api"
-NO_CREDENTIALS = (
-    "no Kaggle credentials found; create an API token at " + TOKEN_URL + " and save kaggle.json "
-    "as ~/.kaggle/kaggle.json (chmod 600), or set KAGGLE_USERNAME and KAGGLE_KEY "
-    "(or KAGGLE_API_TOKEN)"
-)
-BAD_CREDENTIALS = (
-    "Kaggle rejected your credentials (HTTP 401); create a new API token at " + TOKEN_URL + " and "
-    "update ~/.kaggle/kaggle.json or KAGGLE_USERNAME/KAGGLE_KEY (or KAGGLE_API_TOKEN)"
-)
-# Env vars whose values are secrets (never shown; scrubbed from any message we build).
-SECRET_ENV_VARS = ("KAGGLE_KEY", "KAGGLE_API_TOKEN")
-
-
-def rules_url(competition: str) -> str:
-    return f"https://www.kaggle.com/competitions/{competition}/rules"
-
-
-def get_api() -> Any:
-    """Import and authenticate `kaggle.api.kaggle_api_extended.KaggleApi`, or explain what to do."""
-    config_path = kaggle_json_path()
-    if config_path is not None:
-        warn_if_loose_permissions(config_path)
-    # The package prints auth help (and a permissions warning) on import and on failure.
-    with contextlib.redirect_stdout(io.StringIO()):
-        try:
-            from kaggle.api.kaggle_api_extended import KaggleApi
-        except ImportError:
-            raise PipelineError(
-                "the kaggle package is not installed; run `make setup` (pip install -r "
-                "requirements.txt)"
-            ) from None
-        api = KaggleApi()
-        try:
-            api.authenticate()
-        except SystemExit:
-            if os.environ.get("KAGGLE_API_TOKEN"):  # set, but Kaggle said it is not active
-                raise PipelineError(
-                    "Kaggle did not accept KAGGLE_API_TOKEN (invalid or expired); create a new "
-                    f"token at {TOKEN_URL}"
-                ) from None
-            raise PipelineError(NO_CREDENTIALS) from None
-        except requests.RequestException as err:
-            raise _translate(err, competition=None) from None
-    return api
-
-
-def kaggle_call(fn: Callable[..., T], *args: Any, competition: str, **kwargs: Any) -> T:
-    """Call `fn(*args, competition=competition, **kwargs)`; Kaggle failures become PipelineError."""
-    try:
-        return fn(*args, competition=competition, **kwargs)
-    except SystemExit:  # the package exits when it finds no credentials mid-call
-        raise PipelineError(NO_CREDENTIALS) from None
-    except requests.RequestException as err:
-        raise _translate(err, competition=competition) from None
-
-
-def _translate(err: requests.RequestException, competition: str | None) -> PipelineError:
-    response = getattr(err, "response", None)
-    status = getattr(response, "status_code", None)
-    what = f"'{competition}'" if competition else "the competition"
-    if status == 401:
-        message = BAD_CREDENTIALS
-    elif status == 403:
-        url = rules_url(competition) if competition else "the competition's Rules tab"
-        message = (
-            f"Kaggle denied access to {what} (HTTP 403); accept the rules at {url} with the "
-            "account of your API token, then rerun"
-        )
-    elif status == 404:
-        message = (
-            f"competition {what} not found on Kaggle (HTTP 404); check `download.competition` "
-            "in params.yaml"
-        )
-    elif status == 429:
-        message = "Kaggle is rate-limiting requests (HTTP 429); wait a few minutes and rerun"
-    elif status is not None:  # the standard phrase, never the server's text (it may echo keys)
-        known = status in {s.value for s in HTTPStatus}
-        reason = HTTPStatus(status).phrase if known else type(err).__name__
-        message = f"Kaggle API error (HTTP {status} {reason}); try again later"
-    elif isinstance(err, requests.ConnectionError | requests.Timeout):
-        message = "cannot reach kaggle.com; check your network connection or proxy, then rerun"
-    else:
-        message = f"Kaggle request failed ({type(err).__name__}); try again later"
-    return PipelineError(redact(message))
-
-
-def redact(text: str) -> str:
-    """Replace any known credential value in `text` with '***' (belt and braces)."""
-    for secret in _secret_values():
-        text = text.replace(secret, "***")
-    return text
-
-
-def _secret_values() -> list[str]:
-    values = [os.environ.get(name, "") for name in SECRET_ENV_VARS]
-    path = kaggle_json_path()
-    if path is not None:
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            values.append(str(json.loads(path.read_text()).get("key", "")))
-    # Short values would redact ordinary words; real keys and tokens are long.
-    return [v for v in values if len(v) >= 8]
-
-
-def kaggle_json_path() -> Path | None:
-    """Where the kaggle package reads kaggle.json from (KAGGLE_CONFIG_DIR, ~/.kaggle, XDG)."""
-    candidates = []
-    if os.environ.get("KAGGLE_CONFIG_DIR"):
-        candidates.append(Path(os.environ["KAGGLE_CONFIG_DIR"]))
-    else:
-        xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-        candidates += [Path.home() / ".kaggle", Path(xdg) / "kaggle"]
-    for folder in candidates:
-        path = folder / "kaggle.json"
-        if path.is_file():
-            return path
-    return None
-
-
-def warn_if_loose_permissions(path: Path) -> bool:
-    """Warn (once per call) when kaggle.json is readable by group or others; True if loose."""
-    if os.name == "nt":
-        return False
-    mode = path.stat().st_mode
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        log.warning("%s is readable by other users; run `chmod 600 %s`", path, path)
-        return True
-    return False
-
-
-# ---------------------------------------------------------------- the competition's files
+PARTIAL_DIR = ".partial"
 
 
 def fetch_kaggle(competition: str, cache_dir: Path, api: Any = None) -> dict[str, Path]:
@@ -203,7 +71,22 @@ def fetch_kaggle(competition: str, cache_dir: Path, api: Any = None) -> dict[str
     wanted.append(TEST_FILE)
     if SAMPLE_SUBMISSION in listing:
         wanted.append(SAMPLE_SUBMISSION)
-    return {name: _fetch_file(api, competition, name, listing[name], cache_dir) for name in wanted}
+    fetched = {
+        name: _fetch_file(api, competition, name, listing[name], cache_dir) for name in wanted
+    }
+    _remove_empty_dirs(cache_dir / PARTIAL_DIR)
+    return fetched
+
+
+def _remove_empty_dirs(root: Path) -> None:
+    """Drop `root` and the folders under it that hold nothing (done downloads' staging)."""
+    if not root.is_dir():
+        return
+    for folder in sorted((p for p in root.rglob("*") if p.is_dir()), reverse=True):
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+    with contextlib.suppress(OSError):
+        root.rmdir()
 
 
 def _train_names(listing: dict[str, int]) -> list[str]:
@@ -234,26 +117,39 @@ def list_competition_files(api: Any, competition: str) -> dict[str, int]:
 
 
 def _fetch_file(api: Any, competition: str, name: str, size: int, cache_dir: Path) -> Path:
+    """`cache_dir/name`, downloaded (or resumed) unless it is already there at the listed size."""
     target = cache_dir / name
     if target.is_file() and (size == 0 or target.stat().st_size == size):
         log.info("%s: already complete (%s bytes), skipping", target, f"{target.stat().st_size:,}")
         return target
-    staging = cache_dir / ".partial" / name  # kept across runs, so the kaggle client can resume
+    staging = cache_dir / PARTIAL_DIR / name  # kept across runs, so the client can resume
     staging.mkdir(parents=True, exist_ok=True)
     log.info("downloading %s (%s bytes) from Kaggle", name, f"{size:,}")
-    kaggle_call(
-        api.competition_download_file,
-        competition=competition,
-        file_name=name,
-        path=str(staging),
-        quiet=False,
-    )
-    got = _downloaded_file(staging, name)
-    if size and got.stat().st_size != size:
+
+    def download(competition: str) -> Path:
+        try:
+            api.competition_download_file(
+                competition=competition, file_name=name, path=str(staging), quiet=False
+            )
+        except ValueError as err:  # the client's own check of the size it was sent
+            if "does not match expected size" not in str(err):
+                raise
+            raise IncompleteDownload(f"the download of {name} ended early") from None
+        got = _downloaded_file(staging, name)
+        have = got.stat().st_size
+        if size and have != size:
+            if have > size:  # not a prefix of the listed file: start that one over
+                got.unlink()
+            raise IncompleteDownload(f"{got}: got {have:,} of the {size:,} bytes Kaggle lists")
+        return got
+
+    try:
+        got = kaggle_call(download, competition=competition)
+    except OSError as err:  # the client's writes (its HTTP errors are handled by kaggle_call)
         raise PipelineError(
-            f"{got}: got {got.stat().st_size:,} bytes but Kaggle lists {size:,} for {name}; "
-            "rerun `dvc repro download` to resume, or delete the file to start over"
-        )
+            f"cannot write {staging} ({err.strerror or type(err).__name__}); free some disk "
+            "space and rerun `dvc repro download` (it resumes)"
+        ) from None
     target.parent.mkdir(parents=True, exist_ok=True)
     os.replace(got, target)
     shutil.rmtree(staging, ignore_errors=True)
