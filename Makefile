@@ -34,8 +34,7 @@ report: setup
 
 # The experiments side by side, scores first (README "Experiments").
 compare: setup
-	$(BIN)/dvc exp show --only-changed --sort-by val/map3 --sort-order desc \
-	    --drop 'drawings_per_s|csv_mb_per_s|pass1_s|store_bytes|bytes_per_drawing|rejected/.*|test/invalid/.*|filtered/.*'
+	$(BIN)/python -m pipeline.compare
 
 plots: setup
 	$(BIN)/dvc plots show

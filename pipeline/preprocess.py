@@ -68,6 +68,7 @@ def run(cfg: PreprocessConfig, paths: Paths, show_progress: bool = True) -> dict
             results = pool.results(show_progress)
         t_pass1 = time.perf_counter() - t0
         n_train, n_val = _split_counts(results, classes, cfg.val_per_class, paths)
+        short_classes = int((n_val < cfg.val_per_class).sum())
         root.attrs["counts"] = {
             "train": dict(zip(classes, n_train.tolist(), strict=True)),
             "val": dict(zip(classes, n_val.tolist(), strict=True)),
@@ -91,6 +92,7 @@ def run(cfg: PreprocessConfig, paths: Paths, show_progress: bool = True) -> dict
     metrics["csv_mb_per_s"] = round(
         (sum(r.csv_bytes for r in results) + paths.test_csv.stat().st_size) / 1e6 / elapsed, 2
     )
+    metrics["val/short_classes"] = short_classes  # classes with fewer than val_per_class in val
     write_json(paths.metrics_path("preprocess"), metrics)
     log.info(
         "preprocess: %s train, %s val, %s test drawings (%s rejected) in %.1f s, %.0f B/drawing",
@@ -113,7 +115,7 @@ def _split_counts(
     short = [classes[r.label] for r in results if len(r.val_index) < val_per_class]
     if short:
         log.warning(
-            "%d classes have under 2 x val_per_class drawings; half of each went to val "
+            "%d classes have under 5 x val_per_class drawings; a fifth of each went to val "
             "(first: %r)", len(short), short[0],
         )  # fmt: skip
     return np.array([r.n_kept for r in results]) - n_val, n_val

@@ -33,7 +33,9 @@ def format_report(metrics: dict[str, dict], show_all: bool = False) -> str:
 def read_metrics(paths: Paths) -> dict[str, dict]:
     """The metrics of every stage that has run (a missing file is a stage not yet run)."""
     files = {stage: paths.metrics_path(stage) for stage in STAGES}
-    return {stage: json.loads(path.read_text()) for stage, path in files.items() if path.is_file()}
+    files["submit"] = paths.submit_metrics_path  # the leaderboard, after `pipeline.submit`
+    metrics = {stage: json.loads(p.read_text()) for stage, p in files.items() if p.is_file()}
+    return {stage: values for stage, values in metrics.items() if values}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,6 +10,8 @@ import json
 import math
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -223,6 +225,29 @@ def make_checkpoint(
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"model": net.state_dict(), "meta": meta}, path)
     return path
+
+
+def clone_repo(dst: Path) -> Path:
+    """Copy the files git tracks (or would track) into a fresh git repo: a clean clone."""
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO_DIR,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    for name in files:
+        if (REPO_DIR / name).is_file():
+            (dst / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO_DIR / name, dst / name)
+    # What `make setup` adds to a clone: the offline plots page (git-ignored, generated).
+    subprocess.run([sys.executable, "-m", "pipeline.plots"], cwd=dst, check=True,
+                   capture_output=True)  # fmt: skip
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q"], cwd=dst, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=dst, check=True)
+    subprocess.run([*git, "commit", "-qm", "clone"], cwd=dst, check=True)
+    return dst
 
 
 # ---------------------------------------------------------------- independent references

@@ -13,7 +13,7 @@ import torch.multiprocessing as mp
 
 from pipeline.common.config import TrainConfig
 from pipeline.common.paths import Paths
-from tests.conftest import make_polygon_store, train_config
+from tests.conftest import REPO_DIR, make_polygon_store, train_config, write_params
 
 WORLD_SIZE = 2
 
@@ -59,3 +59,22 @@ def test_two_gloo_ranks_train_one_model(tmp_path: Path, params: dict) -> None:
     last = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
     assert torch.equal(last["model"]["head.weight"], rank0["head.weight"])
     assert last["state"]["step"] == 2 * 3  # 2 epochs x 3 batches per rank (96 drawings / 32)
+
+
+@pytest.mark.slow
+def test_train_processes_starts_torchrun_itself(workdir: Path, params: dict) -> None:
+    # `train.processes: 2` and plain `python -m pipeline.train` (as `dvc repro` runs it): the
+    # stage relaunches itself under torchrun with two gloo ranks; rank 0 writes the outputs.
+    import subprocess
+    import sys
+
+    params["train"] |= {"processes": 2, "epochs": 1, "threads": 1}
+    write_params(workdir, params)
+    make_polygon_store(workdir / "data/processed/drawings.zarr", per_class=48, block_size=16)
+    done = subprocess.run([sys.executable, "-m", "pipeline.train"], cwd=workdir, text=True,
+                          capture_output=True, timeout=300,
+                          env=os.environ | {"PYTHONPATH": str(REPO_DIR)})  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    last = torch.load(workdir / "checkpoints/last.pt", weights_only=True)
+    assert last["state"]["step"] == 3  # 192 drawings, 32 a batch, 2 ranks: 3 steps each
+    assert (workdir / "models/model.pt").is_file()

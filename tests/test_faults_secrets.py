@@ -194,6 +194,7 @@ def test_download_and_submit_clis_leak_nothing(
     shutil.copytree(REPO_DIR / "pipeline", root / "pipeline",
                     ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
     shutil.copy2(REPO_DIR / "dvc.yaml", root / "dvc.yaml")
+    (root / "data" / "source").mkdir(parents=True)  # download.path, a dep of the stage
     params["download"]["source"] = "kaggle"
     write_params(root, params)
     home = tmp_path / "home"

@@ -677,6 +677,7 @@ def make_repo(root: Path, params: dict) -> Path:
     shutil.copytree(REPO_DIR / "pipeline", root / "pipeline",
                     ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
     shutil.copy2(REPO_DIR / "dvc.yaml", root / "dvc.yaml")
+    (root / "data" / "source").mkdir(parents=True)  # download.path, a dep of the stage
     params["download"]["source"] = "kaggle"
     params["preprocess"]["max_per_class"] = 100
     write_params(root, params)

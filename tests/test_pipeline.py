@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +16,14 @@ from pipeline.core.store import DrawingStore
 from pipeline.models.checkpoint import load_model
 from pipeline.models.inference import predict_proba
 from pipeline.scoring.submission import validate_submission
-from tests.conftest import REPO_DIR, reference_apk, reference_scores, reference_top_k, write_params
+from tests.conftest import (
+    REPO_DIR,
+    clone_repo,
+    reference_apk,
+    reference_scores,
+    reference_top_k,
+    write_params,
+)
 
 STAGES = (download, preprocess, train, evaluate, predict)
 
@@ -94,33 +100,10 @@ def test_kaggle16_local_beats_chance_by_far(
     assert read_json(workdir / "metrics/predict.json")["test/map3"] == pytest.approx(test_map3)
 
 
-def _clone_repo(dst: Path) -> Path:
-    """Copy the files git tracks (or would track) into a fresh git repo: a clean clone."""
-    files = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO_DIR,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.split()
-    for name in files:
-        if (REPO_DIR / name).is_file():
-            (dst / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO_DIR / name, dst / name)
-    # What `make setup` adds to a clone: the offline plots page (git-ignored, generated).
-    subprocess.run([sys.executable, "-m", "pipeline.plots"], cwd=dst, check=True,
-                   capture_output=True)  # fmt: skip
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
-    subprocess.run(["git", "init", "-q"], cwd=dst, check=True)
-    subprocess.run([*git, "add", "-A"], cwd=dst, check=True)
-    subprocess.run([*git, "commit", "-qm", "clone"], cwd=dst, check=True)
-    return dst
-
-
 @pytest.mark.slow
 def test_dvc_repro_metrics_and_plots(tmp_path: Path, params: dict) -> None:
     """The real CLI: `dvc repro` runs the chain, reruns only what changed, shows metrics, plots."""
-    root = _clone_repo(tmp_path / "clone")
+    root = clone_repo(tmp_path / "clone")
     write_params(root, params)
     dvc = [str(Path(sys.executable).parent / "dvc")]
     env = os.environ | {

@@ -4,7 +4,8 @@ A worker streams one `train_simplified/<word>.csv` in blocks (`pipeline.ingest.r
 `recognized_only`, `max_per_class` (the first accepted rows in file order; reading stops there)
 and `max_points`, appends the accepted drawings to the class's run in file order and lists
 rejected rows in the class's rejects file. It then picks the class's validation drawings
-(`pipeline.ingest.split`): `val_per_class`, or half the class if it has fewer than twice that.
+(`pipeline.ingest.split`): `val_per_class`, but never more than a fifth of the class
+(`MAX_VAL_SHARE`), so a tiny class keeps most of its drawings to learn from.
 
     with ClassFilePool(tasks, workers) as pool:   # the workers start parsing
         ...                                        # this process is free meanwhile
@@ -28,6 +29,8 @@ from pipeline.ingest.reasons import RejectsWriter, count_reasons
 from pipeline.ingest.rows import TRAIN_READ, TRAIN_REQUIRED, read_rows
 from pipeline.ingest.runs import RunWriter
 from pipeline.ingest.split import choose_val
+
+MAX_VAL_SHARE = 0.2  # of a class's drawings, at most, go to validation
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,8 @@ def process_class(task: ClassTask) -> ClassResult:
                 break
     result.rejected = count_reasons(np.concatenate(reasons) if reasons else np.zeros(0))
     all_keys = np.concatenate(key_ids) if key_ids else np.zeros(0, np.int64)
-    result.val_index = choose_val(all_keys, min(cfg.val_per_class, len(all_keys) // 2), cfg.seed)
+    n_val = min(cfg.val_per_class, int(len(all_keys) * MAX_VAL_SHARE))
+    result.val_index = choose_val(all_keys, n_val, cfg.seed)
     return result
 
 
