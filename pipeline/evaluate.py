@@ -1,12 +1,17 @@
-"""Stage `evaluate`: score `models/model.pt` on the validation split and show where it fails.
+"""Stage `evaluate`: score the ensemble and each member on the validation split; show failures.
 
-Inputs:  data/processed/drawings.zarr (val split), models/model.pt, params `evaluate`.
-Outputs: metrics/evaluate.json   val/map3, val/top1, val/top3, val/drawings, time_s, drawings_per_s
+Inputs:  data/processed/drawings.zarr (val split), models/blend.npz and the members it names
+         (models/members/<name>/model.pt), params `evaluate`.
+Outputs: metrics/evaluate.json   val/map3, val/top1, val/top3 of the blend (what predict writes);
+                                 val/prior/... the blend after prior correction; val/<member>/...
+                                 each member alone; val/drawings, time_s, drawings_per_s
          reports/per_class.csv   class, n, top1, map3, confused_with, confused_n (worst first)
          reports/confusion.json  the matrix of the (at most 16) most confused classes, one
                                  {"actual", "predicted", "count"} record per cell
          reports/confusions.json the 30 most frequent mistakes, "actual -> predicted" (bar chart)
          reports/gallery.png     the most confidently wrong drawings, "true -> predicted"
+         (all of the blend), and reports/curves.tsv: every member's training curves (dvclive/
+         <member>/curves.tsv) in one table with a `member` column, for `dvc plots`
 Run:     python -m pipeline.evaluate [--params params.yaml]   (or `dvc repro evaluate`)
 """
 
@@ -24,17 +29,26 @@ from pipeline.common.errors import PipelineError
 from pipeline.common.files import write_json
 from pipeline.common.paths import Paths
 from pipeline.core.store import DrawingStore
-from pipeline.models.checkpoint import check_classes, load_model
-from pipeline.models.inference import predict_proba
-from pipeline.scoring.metrics import confusion_counts, per_class_table, scores_of_top, topk_indices
+from pipeline.models.inference import member_probas
+from pipeline.scoring.metrics import (
+    confusion_counts,
+    per_class_table,
+    scores,
+    scores_of_top,
+    topk_indices,
+)
+from pipeline.scoring.prior import correct_priors
 from pipeline.scoring.reports import (
     confusion_records,
     most_confident_mistakes,
     render_gallery,
     top_confusions,
+    write_member_curves,
     write_per_class,
     write_records,
 )
+from pipeline.scoring.stacking import Blend
+from pipeline.training.live import CURVES
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +60,14 @@ def run(cfg: EvaluateConfig, paths: Paths) -> dict[str, Any]:
     drawings = store.split("val").read()
     if len(drawings) == 0:
         raise PipelineError("the val split is empty; set preprocess.val_per_class > 0")
-    model, meta = load_model(paths.model_path)
-    check_classes(meta["classes"], store.classes, paths.model_path)
+    blend = Blend.load(paths.blend_path)
     labels = drawings.labels.astype(np.int64)
 
-    log.info("evaluating %s on %s val drawings", paths.model_path, f"{len(drawings):,}")
+    log.info("evaluating %s on %s val drawings", ", ".join(blend.members), f"{len(drawings):,}")
     infer_start = time.perf_counter()
-    proba = predict_proba(model, meta, drawings, cfg.batch_size, desc="evaluate")  # (N, C)
+    probas = member_probas(paths, blend.members, drawings, store.classes, cfg.batch_size,
+                           split="val")  # fmt: skip  # M x (N, C)
+    proba = blend.combine(probas)  # (N, C)
     infer_s = time.perf_counter() - infer_start
     top = topk_indices(proba, 3)  # (N, 3)
 
@@ -66,9 +81,17 @@ def run(cfg: EvaluateConfig, paths: Paths) -> dict[str, Any]:
         (classes[labels[i]], f"{classes[top[i, 0]]} {proba[i, top[i, 0]]:.0%}") for i in wrong
     ]
     render_gallery(drawings.take(wrong), captions, paths.reports_dir / "gallery.png")
+    curves = {m: paths.for_member(m).live_dir / CURVES for m in blend.members}
+    write_member_curves(paths.reports_dir / "curves.tsv", curves)
 
     metrics = {
         **scores_of_top(top, labels, "val"),
+        **scores(correct_priors(proba), labels, "val/prior"),
+        **{
+            k: v
+            for name, p in zip(blend.members, probas, strict=True)
+            for k, v in scores(p, labels, f"val/{name}").items()
+        },
         "val/drawings": len(drawings),
         "time_s": round(time.perf_counter() - started, 3),
         "drawings_per_s": round(len(drawings) / max(infer_s, 1e-9), 1),

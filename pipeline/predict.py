@@ -1,15 +1,17 @@
 """Stage `predict`: answer every row of `test_simplified.csv`, in file order, with three labels.
 
-Inputs:  data/processed/drawings.zarr (test split), models/model.pt (+ `predict.ensemble`
-         checkpoints), params `predict`.
-Outputs: submissions/submission.csv  key_id,word in test-file order (Kaggle format)
-         metrics/predict.json        test/rows, fallback_rows, time_s, drawings_per_s, and
-                                     test/map3, test/top1, test/top3 when test labels are known
+Inputs:  data/processed/drawings.zarr (test split), models/blend.npz and the members it names
+         (models/members/<name>/model.pt), params `predict`.
+Outputs: submissions/submission.csv  key_id,word in test-file order (Kaggle format): the blend's
+                                     top 3
+         metrics/predict.json        test/rows, fallback_rows, time_s, drawings_per_s; when the
+                                     test labels are known, test/map3, test/top1, test/top3 of the
+                                     submission, and test/<x>/map3, test/<x>/prior/map3 for x = each
+                                     member, `mean` (of probabilities) and `blend`
 Run:     python -m pipeline.predict [--params params.yaml]   (or `dvc repro predict`)
 
 Options (each a param, measured in the README):
-  ensemble          average the probabilities of models/model.pt and these checkpoints
-  tta               average in this many augmented passes per model
+  tta               average in this many augmented passes per member
   prior_correction  reweight classes so the (balanced) test set is predicted balanced
 A row that could not be parsed (stored empty, valid=False) gets the three most frequent
 training classes and is counted in `fallback_rows`.
@@ -19,8 +21,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,12 +30,11 @@ from pipeline.common.config import PredictConfig
 from pipeline.common.errors import PipelineError
 from pipeline.common.files import write_json
 from pipeline.common.paths import Paths
-from pipeline.core.drawings import Drawings
 from pipeline.core.store import DrawingStore, SplitReader
-from pipeline.models.checkpoint import check_classes, load_model
-from pipeline.models.inference import predict_proba
-from pipeline.scoring.metrics import scores_of_top, topk_indices
+from pipeline.models.inference import member_probas
+from pipeline.scoring.metrics import map_at_k, scores_of_top, topk_indices
 from pipeline.scoring.prior import correct_priors
+from pipeline.scoring.stacking import Blend
 from pipeline.scoring.submission import write_submission
 
 log = logging.getLogger(__name__)
@@ -60,10 +59,11 @@ def run(cfg: PredictConfig, paths: Paths) -> dict[str, Any]:
         log.warning("%s test rows could not be parsed; they get the most frequent classes",
                     f"{n_fallback:,}")  # fmt: skip
 
-    model_paths = [paths.model_path, *(Path(p) for p in cfg.ensemble)]
+    blend = Blend.load(paths.blend_path)
     infer_start = time.perf_counter()
-    proba = ensemble_proba(model_paths, test.take(np.flatnonzero(usable)), classes,
-                           cfg.batch_size, cfg.tta, cfg.seed)  # fmt: skip  # (N_usable, C)
+    probas = member_probas(paths, blend.members, test.take(np.flatnonzero(usable)), classes,
+                           cfg.batch_size, cfg.tta, cfg.seed, "test")  # fmt: skip  # M x (N', C)
+    proba = blend.combine(probas)  # (N_usable, C)
     if cfg.prior_correction:
         proba = correct_priors(proba)
     infer_s = time.perf_counter() - infer_start
@@ -77,7 +77,7 @@ def run(cfg: PredictConfig, paths: Paths) -> dict[str, Any]:
     metrics: dict[str, Any] = {
         "test/rows": n_rows,
         "fallback_rows": n_fallback,
-        "models": len(model_paths),
+        "members": len(blend.members),
         "time_s": round(time.perf_counter() - started, 3),
         "drawings_per_s": round(int(usable.sum()) / max(infer_s, 1e-9), 1),
     }
@@ -86,33 +86,26 @@ def run(cfg: PredictConfig, paths: Paths) -> dict[str, Any]:
         labels = test.labels[labelled].astype(np.int64)
         metrics |= scores_of_top(top[labelled], labels, "test")
         metrics["test/labelled"] = int(labelled.sum())
+        metrics |= option_scores(blend, probas, test.labels[usable].astype(np.int64))
     write_json(paths.metrics_path("predict"), metrics)
     log.info("wrote %s rows to %s (%s fallback)", f"{n_rows:,}", paths.submission_csv,
              f"{n_fallback:,}")  # fmt: skip
     return metrics
 
 
-def ensemble_proba(
-    model_paths: Sequence[Path],
-    drawings: Drawings,
-    classes: list[str],
-    batch_size: int,
-    tta: int = 0,
-    seed: int = 0,
-) -> np.ndarray:
-    """Mean of the (N, C) softmax probabilities of several checkpoints (same class list).
-
-    The first path is the stage's own model; the others come from `predict.ensemble`.
-    """
-    total = np.zeros((len(drawings), len(classes)), dtype=np.float32)
-    for i, path in enumerate(model_paths):
-        if i > 0 and not Path(path).is_file():
-            raise PipelineError(f"predict.ensemble: no checkpoint at {path}; fix or remove it")
-        model, meta = load_model(path)
-        check_classes(meta["classes"], classes, path)
-        total += predict_proba(model, meta, drawings, batch_size, tta=tta, seed=seed,
-                               desc=Path(path).name)  # fmt: skip
-    return total / len(model_paths)
+def option_scores(blend: Blend, probas: list[np.ndarray], labels: np.ndarray) -> dict[str, float]:
+    """MAP@3 of each member alone, of the mean of probabilities and of the blend, each with and
+    without prior correction, on the labelled rows: what each option would have scored."""
+    known = labels >= 0
+    probas = [p[known] for p in probas]
+    options = dict(zip(blend.members, probas, strict=True))
+    options |= {"mean": np.mean(probas, axis=0), "blend": blend.combine(probas)}
+    out = {}
+    for name, proba in options.items():
+        out[f"test/{name}/map3"] = map_at_k(topk_indices(proba, 3), labels[known])
+        corrected = correct_priors(proba)
+        out[f"test/{name}/prior/map3"] = map_at_k(topk_indices(corrected, 3), labels[known])
+    return out
 
 
 def key_strings(test: SplitReader) -> np.ndarray:

@@ -2,13 +2,13 @@
 
 Inputs:  data/raw/train_simplified/<word>.csv (countrycode,drawing,key_id,recognized,timestamp,
          word), data/raw/test_simplified.csv (key_id,countrycode,drawing), [test_solution.csv].
-Outputs: data/processed/drawings.zarr (train/, val/, test/; see pipeline/core/store.py),
+Outputs: data/processed/drawings.zarr (train/, val/, blend/, test/; pipeline/core/store.py),
          data/processed/rejects.csv (file,line,key_id,reason), metrics/preprocess.json.
 Run:     python -m pipeline.preprocess [--params params.yaml]   (or `dvc repro preprocess`)
 
 How it scales (49M drawings, 23 GB of CSV, bounded memory):
 - Pass 1 (`pipeline.ingest.class_files`): worker processes parse one class file each into a
-  temporary run and pick its validation drawings; the test split is written here meanwhile
+  temporary run and pick its val and blend drawings; the test split is written here meanwhile
   (`pipeline.ingest.testsplit`).
 - Pass 2 (`pipeline.ingest.interleave`): a streaming merge of the runs, class-interleaved.
 - Everything is written into a temporary folder that replaces `data/processed` only when whole.
@@ -67,11 +67,10 @@ def run(cfg: PreprocessConfig, paths: Paths, show_progress: bool = True) -> dict
                                     cfg.block_size, test_rejects)  # fmt: skip
             results = pool.results(show_progress)
         t_pass1 = time.perf_counter() - t0
-        n_train, n_val = _split_counts(results, classes, cfg.val_per_class, paths)
-        short_classes = int((n_val < cfg.val_per_class).sum())
+        counts = _split_counts(results, classes, cfg, paths)  # split -> (C,)
+        short_classes = int((counts["val"] < cfg.val_per_class).sum())
         root.attrs["counts"] = {
-            "train": dict(zip(classes, n_train.tolist(), strict=True)),
-            "val": dict(zip(classes, n_val.tolist(), strict=True)),
+            **{split: dict(zip(classes, n.tolist(), strict=True)) for split, n in counts.items()},
             "test": test["rows"],
         }
         with open(tmp / paths.rejects_csv.name, "w", newline="") as rejects:
@@ -79,53 +78,56 @@ def run(cfg: PreprocessConfig, paths: Paths, show_progress: bool = True) -> dict
             for path in [t.rejects_path for t in tasks] + [test_rejects]:
                 with open(path) as f:
                     shutil.copyfileobj(f, rejects)
-        runs = [(t.run_path, r.val_index) for t, r in zip(tasks, results, strict=True)]
-        for split, counts in (("train", n_train), ("val", n_val)):
-            merge_split(root, split, runs, counts, cfg.block_size, split == "val", show_progress)
+        runs = [(t.run_path, r.split_of) for t, r in zip(tasks, results, strict=True)]
+        for split, n in counts.items():
+            merge_split(root, split, runs, n, cfg.block_size, show_progress)
         record_digests(root)  # what was stored: training resumes only onto the same data
         shutil.rmtree(runs_dir)
         store_files = (tmp / paths.store_path.name).rglob("*")
         store_bytes = sum(f.stat().st_size for f in store_files if f.is_file())
 
     elapsed = time.perf_counter() - t0
-    metrics = _metrics(results, test, n_train, n_val, store_bytes, elapsed, t_pass1)
+    metrics = _metrics(results, test, counts, store_bytes, elapsed, t_pass1)
     metrics["csv_mb_per_s"] = round(
         (sum(r.csv_bytes for r in results) + paths.test_csv.stat().st_size) / 1e6 / elapsed, 2
     )
     metrics["val/short_classes"] = short_classes  # classes with fewer than val_per_class in val
     write_json(paths.metrics_path("preprocess"), metrics)
     log.info(
-        "preprocess: %s train, %s val, %s test drawings (%s rejected) in %.1f s, %.0f B/drawing",
+        "preprocess: %s train, %s val, %s blend, %s test drawings (%s rejected) in %.1f s, "
+        "%.0f B/drawing",
         f"{metrics['train/drawings']:,}", f"{metrics['val/drawings']:,}",
-        f"{metrics['test/rows']:,}", f"{metrics['rejected_rows']:,}", elapsed,
-        metrics["bytes_per_drawing"],
+        f"{metrics['blend/drawings']:,}", f"{metrics['test/rows']:,}",
+        f"{metrics['rejected_rows']:,}", elapsed, metrics["bytes_per_drawing"],
     )  # fmt: skip
     return metrics
 
 
 def _split_counts(
-    results: list[ClassResult], classes: list[str], val_per_class: int, paths: Paths
-) -> tuple[np.ndarray, np.ndarray]:
-    """(train, val) drawings per class; refuses a class left with no drawings."""
+    results: list[ClassResult], classes: list[str], cfg: PreprocessConfig, paths: Paths
+) -> dict[str, np.ndarray]:
+    """Drawings per class of each split; refuses a class left with no drawings."""
     empty = [classes[r.label] for r in results if r.n_kept == 0]
     if empty:
         bad_file = paths.train_csv_dir / f"{empty[0]}.csv"
         raise PipelineError(f"class {empty[0]!r} has no usable drawings; check {bad_file}")
-    n_val = np.array([len(r.val_index) for r in results])
-    short = [classes[r.label] for r in results if len(r.val_index) < val_per_class]
+    n_val = np.array([r.n_val for r in results])
+    n_blend = np.array([r.n_blend for r in results])
+    short = [classes[r.label] for r in results
+             if r.n_val < cfg.val_per_class or r.n_blend < cfg.blend_per_class]  # fmt: skip
     if short:
         log.warning(
-            "%d classes have under 5 x val_per_class drawings; a fifth of each went to val "
-            "(first: %r)", len(short), short[0],
+            "%d classes have under 5 x val_per_class (or blend_per_class) drawings; a fifth of "
+            "each went to val (and blend) (first: %r)", len(short), short[0],
         )  # fmt: skip
-    return np.array([r.n_kept for r in results]) - n_val, n_val
+    n_train = np.array([r.n_kept for r in results]) - n_val - n_blend
+    return {"train": n_train, "val": n_val, "blend": n_blend}
 
 
 def _metrics(
     results: list[ClassResult],
     test: dict[str, Any],
-    n_train: np.ndarray,
-    n_val: np.ndarray,
+    counts: dict[str, np.ndarray],
     store_bytes: int,
     elapsed: float,
     t_pass1: float,
@@ -133,12 +135,11 @@ def _metrics(
     names = [r.label for r in REJECT_REASONS]
     rejected = {name: sum(res.rejected.get(name, 0) for res in results) for name in names}
     n_rows = sum(r.n_rows for r in results)
-    n_stored = int(n_train.sum() + n_val.sum()) + test["rows"]
+    n_stored = sum(int(n.sum()) for n in counts.values()) + test["rows"]
     return {
         "classes": len(results),
         "train/rows_read": n_rows,
-        "train/drawings": int(n_train.sum()),
-        "val/drawings": int(n_val.sum()),
+        **{f"{split}/drawings": int(n.sum()) for split, n in counts.items()},
         "test/rows": test["rows"],
         "test/invalid_rows": test["invalid"],
         "test/bad_key_ids": test["bad_key_ids"],

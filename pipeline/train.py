@@ -1,12 +1,14 @@
-"""Stage `train`: fit a model on the store's `train` split, keep the best by val MAP@3.
+"""Stage `train@<member>`: fit one ensemble member on the `train` split, keep its best by val MAP@3.
 
-Inputs:  data/processed/drawings.zarr (splits `train`, `val`), params `train:`.
-Outputs: models/model.pt (best by val/map3: `{"model": state_dict, "meta": {...}}`),
-         dvclive/ (curves.tsv: a row per validation; metrics.json: the best checkpoint's figures),
-         checkpoints/{last,best}.pt (the stage's resume state: a killed run resumes when rerun).
-Run:     python -m pipeline.train [--params params.yaml]   (or `dvc repro train`)
-         `train.processes: N` (or 0: one per GPU) starts torchrun with N DDP processes itself;
-         NCCL on GPUs, gloo on CPUs. Under an outside torchrun it joins that process group.
+Inputs:  data/processed/drawings.zarr (splits `train`, `val`), params `train:` with the
+         member's own keys from `members.<member>:` on top (`pipeline.common.config.load_members`).
+Outputs: models/members/<member>/model.pt (best by val/map3: `{"model": state_dict, "meta": ...}`),
+         dvclive/<member>/ (curves.tsv: a row per validation; metrics.json: the best figures),
+         checkpoints/<member>/{last,best}.pt (resume state: a killed run resumes when rerun).
+Run:     python -m pipeline.train --member gru   (or `dvc repro train@gru`; no --member: each
+         member of `ensemble.members` in turn). `train.processes: N` (or 0: one per GPU) starts
+         torchrun with N DDP processes itself; NCCL on GPUs, gloo on CPUs. Under an outside
+         torchrun it joins that process group.
 
 The engine is `pipeline.training`: the loop (`trainer`), schedule and time budget (`schedule`),
 checkpoints and resume (`checkpoints`), DDP (`distributed`). The model is `train.model`, a
@@ -24,7 +26,8 @@ import torch
 import torch.distributed as dist
 
 from pipeline.common.cli import load_stage_params, stage_parser, user_errors
-from pipeline.common.config import TrainConfig
+from pipeline.common.config import TrainConfig, load_members, load_params
+from pipeline.common.errors import ConfigError
 from pipeline.common.paths import Paths
 from pipeline.models import family
 from pipeline.training.distributed import init_distributed
@@ -51,22 +54,39 @@ def n_processes(cfg: TrainConfig) -> int:
     return cfg.processes or max(torch.cuda.device_count(), 1)
 
 
-def launch(n: int, params: Path) -> int:
+def launch(n: int, params: Path, member: str) -> int:
     """This stage again under torchrun with `n` processes on this machine; its exit code."""
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-    command = [*torchrun, f"--nproc-per-node={n}", "-m", "pipeline.train", "--params", str(params)]
-    return subprocess.run(command, check=False).returncode
+    stage = ["-m", "pipeline.train", "--params", str(params), "--member", member]
+    return subprocess.run([*torchrun, f"--nproc-per-node={n}", *stage], check=False).returncode
+
+
+def member_configs(params_path: Path, member: str | None) -> dict[str, TrainConfig]:
+    """The `TrainConfig` of `member`, or of every member when None (validated params)."""
+    load_stage_params("train", params_path)  # every section checked before any work
+    configs = load_members(load_params(params_path))
+    if member is None:
+        return configs
+    if member not in configs:
+        raise ConfigError(
+            f"'{member}' is not in ensemble.members ({', '.join(configs)}); add it there"
+        )
+    return {member: configs[member]}
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = stage_parser(__doc__).parse_args(argv)
+    parser = stage_parser(__doc__)
+    parser.add_argument("--member", help="the ensemble member to train (default: every one)")
+    args = parser.parse_args(argv)
     with user_errors():
-        cfg = load_stage_params("train", args.params)
-        family(cfg.model)
-        n = n_processes(cfg)
-        if n > 1 and "WORLD_SIZE" not in os.environ:  # not yet under torchrun: start it
-            sys.exit(launch(n, args.params))
-        run(cfg, Paths.under("."))
+        for name, cfg in member_configs(args.params, args.member).items():
+            family(cfg.model)
+            n = n_processes(cfg)
+            if n > 1 and "WORLD_SIZE" not in os.environ:  # not yet under torchrun: start it
+                if code := launch(n, args.params, name):
+                    sys.exit(code)
+                continue
+            run(cfg, Paths.under(".").for_member(name))
 
 
 if __name__ == "__main__":

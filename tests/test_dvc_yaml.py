@@ -81,9 +81,14 @@ def _docstring_only(path: Path) -> bool:
     return all(isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant) for n in body)
 
 
+def body(stage: dict) -> dict:
+    """A stage's definition; a `foreach` stage (train@<member>) keeps it under `do`."""
+    return stage.get("do", stage)
+
+
 def stage_code_deps(stage: dict, root: Path = REPO_DIR) -> list[str]:
     """The code deps a dvc.yaml stage should list, from the module its `cmd` runs."""
-    match = re.search(r"-m (pipeline(?:\.\w+)+)", stage["cmd"])
+    match = re.search(r"-m (pipeline(?:\.\w+)+)", body(stage)["cmd"])
     assert match, f"cannot find `-m pipeline.<stage>` in cmd {stage['cmd']!r}"
     return sorted(str(p.relative_to(root)) for p in import_closure(match.group(1), root))
 
@@ -95,7 +100,7 @@ def code_dep_problems(dvc_yaml: dict, root: Path = REPO_DIR) -> list[str]:
     """
     problems = []
     for name, stage in dvc_yaml["stages"].items():
-        listed = {d for d in stage.get("deps", []) if d.startswith(f"{PACKAGE}/")}
+        listed = {d for d in body(stage).get("deps", []) if d.startswith(f"{PACKAGE}/")}
         expected = set(stage_code_deps(stage, root))
         for folder in [d for d in listed if (root / d).is_dir()]:
             inside = {str(p.relative_to(root)) for p in (root / folder).rglob("*.py")}
@@ -123,18 +128,18 @@ def test_every_module_a_stage_imports_is_a_dep_and_no_dep_is_stale(dvc_yaml: dic
 
 def test_the_check_fails_when_a_module_is_left_out(dvc_yaml: dict) -> None:
     # Drop one module from the train stage: the check must name it.
-    deps = dvc_yaml["stages"]["train"]["deps"]
+    stage = body(dvc_yaml["stages"]["train"])
     dropped = "pipeline/scoring/metrics.py"  # training validates with it
-    assert dropped in deps
-    broken = {"stages": {"train": {**dvc_yaml["stages"]["train"],
-                                   "deps": [d for d in deps if d != dropped]}}}  # fmt: skip
+    assert dropped in stage["deps"]
+    broken = {"stages": {"train": {**stage,
+                                   "deps": [d for d in stage["deps"] if d != dropped]}}}  # fmt: skip
     (problem,) = code_dep_problems(broken)
     assert f"missing ['{dropped}']" in problem
 
 
 def test_a_folder_dep_counts_only_when_the_stage_runs_all_of_it(dvc_yaml: dict) -> None:
     # `pipeline/scoring` holds reports.py, which training never runs: not a valid train dep.
-    stage = dvc_yaml["stages"]["train"]
+    stage = body(dvc_yaml["stages"]["train"])
     deps = [d for d in stage["deps"] if d != "pipeline/scoring/metrics.py"] + ["pipeline/scoring"]
     (problem,) = code_dep_problems({"stages": {"train": {**stage, "deps": deps}}})
     assert "missing ['pipeline/scoring/metrics.py'], not imported ['pipeline/scoring']" in problem
@@ -161,27 +166,43 @@ def test_lazy_imports_and_registry_strings_count(tmp_path: Path) -> None:
 def test_stages_are_the_pipeline_in_order(dvc_yaml: dict) -> None:
     assert list(dvc_yaml["stages"]) == list(STAGES)
     for name, stage in dvc_yaml["stages"].items():
-        assert stage["cmd"] == f"python -m pipeline.{name}"
+        assert body(stage)["cmd"].startswith(f"python -m pipeline.{name}")
+
+
+def test_one_train_stage_per_member_with_its_own_params_and_outputs(dvc_yaml: dict) -> None:
+    train = dvc_yaml["stages"]["train"]
+    assert train["foreach"] == "${ensemble.members}"
+    member = Paths.under(".").for_member("${item}")
+    assert train["do"]["cmd"] == "python -m pipeline.train --member ${item}"
+    assert train["do"]["params"] == ["train", "members.${item}"]
+    outs = [next(iter(o)) if isinstance(o, dict) else o for o in train["do"]["outs"]]
+    assert outs == [str(member.model_path), str(member.live_dir / "curves.tsv")]
+    assert [next(iter(m)) for m in train["do"]["metrics"]] == [str(member.metrics_path("train"))]
+    # The blend reads every member's model; evaluate and predict read the blend and the members.
+    assert str(Paths.under(".").members_dir) in dvc_yaml["stages"]["blend"]["deps"]
+    assert str(Paths.under(".").blend_path) in dvc_yaml["stages"]["blend"]["outs"]
+    for stage in ("evaluate", "predict"):
+        assert str(Paths.under(".").models_dir) in dvc_yaml["stages"][stage]["deps"]
 
 
 def test_metrics_and_outputs_are_where_the_stages_write_them(dvc_yaml: dict) -> None:
     paths = Paths.under(".")
-    for name, stage in dvc_yaml["stages"].items():
+    stages = {name: body(stage) for name, stage in dvc_yaml["stages"].items() if name != "train"}
+    for name, stage in stages.items():
         metrics = [next(iter(m)) if isinstance(m, dict) else m for m in stage["metrics"]]
         assert metrics == [str(paths.metrics_path(name))], name
     outs = {
-        name: {next(iter(o)) if isinstance(o, dict) else o for o in stage.get("outs", [])}
+        name: {next(iter(o)) if isinstance(o, dict) else o for o in body(stage).get("outs", [])}
         for name, stage in dvc_yaml["stages"].items()
     }
     assert str(paths.raw_dir) in outs["download"]
     assert str(paths.processed_dir) in outs["preprocess"]
-    assert str(paths.model_path) in outs["train"]
     # checkpoints/ is the stage's resume state, not an output: DVC neither deletes it before a
     # rerun (a killed run resumes) nor needs it to restore the stage from its cache.
-    assert str(paths.checkpoint_dir) not in outs["train"]
+    assert not any(o.startswith(str(paths.checkpoint_dir)) for o in outs["train"])
     for stage in dvc_yaml["stages"].values():
         assert not any(isinstance(o, dict) and next(iter(o.values())).get("persist")
-                       for o in stage.get("outs", []))  # fmt: skip
+                       for o in body(stage).get("outs", []))  # fmt: skip
     assert str(paths.submission_csv) in outs["predict"]
 
 
@@ -189,5 +210,5 @@ def test_the_submit_metrics_are_a_top_level_metric(dvc_yaml: dict) -> None:
     # `pipeline.submit` is a command, not a stage: its metrics file is listed on its own, so
     # `dvc metrics show` puts the leaderboard score beside the stages' scores.
     assert dvc_yaml["metrics"] == [str(Paths.under(".").submit_metrics_path)]
-    stage_metrics = [m for stage in dvc_yaml["stages"].values() for m in stage["metrics"]]
+    stage_metrics = [m for stage in dvc_yaml["stages"].values() for m in body(stage)["metrics"]]
     assert "metrics/submit.json" not in str(stage_metrics)

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from pipeline.common.config import SECTIONS, from_dict, load_params, load_section
+from pipeline.common.config import SECTIONS, from_dict, load_members, load_params, load_section
 from pipeline.common.errors import PipelineError
 from pipeline.common.paths import PARAMS_PATH, Paths
 
@@ -54,6 +54,8 @@ def load_stage_params(section: str, path: Path) -> Any:
     params = load_params(path)
     for name in params.keys() & SECTIONS.keys():
         from_dict(SECTIONS[name], params[name], name)
+    if "ensemble" in params:
+        load_members(params)
     return load_section(section, SECTIONS[section], path)
 
 

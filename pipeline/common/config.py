@@ -56,6 +56,7 @@ class DownloadConfig:
 class PreprocessConfig:
     max_per_class: Count  # 0 = no cap
     val_per_class: Count  # validation drawings per class, chosen by key_id hash
+    blend_per_class: Count  # drawings per class the ensemble's blend is fitted on (0 = none)
     recognized_only: bool
     max_points: Count  # cap on points per drawing; 0 = no cap
     block_size: Positive  # drawings per zarr chunk of the per-drawing arrays
@@ -65,7 +66,7 @@ class PreprocessConfig:
 
 @dataclass(frozen=True, config=_STRICT)
 class TrainConfig:
-    model: str  # a name in pipeline.models.MODELS: gru | bilstm (checked as the stage starts)
+    model: str  # a name in pipeline.models.MODELS: gru | bilstm | cnn (checked as a stage starts)
     epochs: Positive  # the run's length when there is no time budget
     time_budget_s: Seconds  # > 0: this much training time alone sets the length (epochs unused)
     val_every_steps: Count  # validate (and log, keep the best) every this many steps; 0 = off
@@ -85,6 +86,8 @@ class TrainConfig:
     dropout: Fraction
     pooling: Literal["sum", "mean", "max", "meanmax"]
     max_points: Positive
+    image_size: Annotated[int, Field(ge=16, le=512)]  # cnn: rendered image side, pixels
+    backbone: str  # cnn: a timm model name, built from scratch (no pretrained download)
     aug_scale: Fraction
     aug_shear: Annotated[float, Field(ge=0, le=1)]
     aug_rotate_deg: Annotated[float, Field(ge=0, le=180)]
@@ -106,19 +109,76 @@ class EvaluateConfig:
 @dataclass(frozen=True, config=_STRICT)
 class PredictConfig:
     batch_size: Positive
-    ensemble: Annotated[tuple[str, ...], _as_tuple]  # extra checkpoints averaged in
     tta: Count  # extra augmented passes averaged in; 0 = off
     prior_correction: bool  # push predictions towards a balanced test set
     seed: Seed
+
+
+def _member_names(members: tuple[str, ...]) -> tuple[str, ...]:
+    """Member names become stage names (train@gru) and folders (models/members/gru.pt)."""
+    for name in members:
+        if not name.replace("_", "").replace("-", "").isalnum():
+            raise ValueError(f"must be names of letters, digits, '_' or '-', got {name!r}")
+    if len(set(members)) != len(members):
+        raise ValueError("must not name a member twice")
+    return members
+
+
+@dataclass(frozen=True, config=_STRICT)
+class EnsembleConfig:
+    members: Annotated[
+        tuple[str, ...], _as_tuple, Field(min_length=1), AfterValidator(_member_names)
+    ]  # one train stage each (train@<name>), combined by the blend stage
+    method: Literal["logreg", "weights", "mean"]  # how the blend stage combines the members
+    regularization: Annotated[float, Field(gt=0)]  # logreg: inverse strength (sklearn's C)
+    batch_size: Positive  # inference batch for the members' probabilities
 
 
 SECTIONS: dict[str, type] = {
     "download": DownloadConfig,
     "preprocess": PreprocessConfig,
     "train": TrainConfig,
+    "ensemble": EnsembleConfig,
     "evaluate": EvaluateConfig,
     "predict": PredictConfig,
 }
+
+
+def load_members(params: dict[str, Any]) -> dict[str, TrainConfig]:
+    """Each ensemble member's `TrainConfig`: the `train` section with the member's own keys
+    from the `members` section on top (its `model` defaults to the member's name).
+
+    Unknown keys and bad values are a `ConfigError` naming `members.<name>.<key>`.
+    """
+    ensemble = from_dict(EnsembleConfig, params.get("ensemble"), "ensemble")
+    overrides = params.get("members") or {}
+    if not isinstance(overrides, dict):
+        raise ConfigError("'members' must be a mapping of member name -> train keys")
+    train = params.get("train")
+    if not isinstance(train, dict):
+        raise ConfigError("missing section 'train'")
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    configs = {}
+    for name in ensemble.members:
+        own = overrides.get(name) or {}
+        if not isinstance(own, dict):
+            raise ConfigError(f"'members.{name}' must be a mapping of train keys")
+        unknown = sorted(set(own) - known)
+        if unknown:
+            raise ConfigError(f"unknown param 'members.{name}.{unknown[0]}' (a key of 'train')")
+        merged = {**train, "model": own.get("model", name), **own}
+        configs[name] = _member_config(merged, own, name)
+    return configs
+
+
+def _member_config(merged: dict[str, Any], own: dict[str, Any], name: str) -> TrainConfig:
+    try:
+        return from_dict(TrainConfig, merged, "train")
+    except ConfigError as err:  # name the key where the user wrote it
+        text = str(err)
+        for key in own:
+            text = text.replace(f"'train.{key}'", f"'members.{name}.{key}'")
+        raise ConfigError(text) from None
 
 
 def load_params(path: Path = PARAMS_PATH) -> dict[str, Any]:

@@ -7,11 +7,11 @@ raw_dir=...)`). `dvc.yaml` declares the same locations; `tests/test_dvc_yaml.py`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 PARAMS_PATH = Path("params.yaml")
-STAGES = ("download", "preprocess", "train", "evaluate", "predict")
+STAGES = ("download", "preprocess", "train", "blend", "evaluate", "predict")
 
 
 @dataclass(frozen=True)
@@ -19,8 +19,8 @@ class Paths:
     raw_dir: Path  # Kaggle layout: train_simplified/<word>.csv, test_simplified.csv
     cache_dir: Path  # Kaggle downloads, kept across runs; not a DVC output
     processed_dir: Path  # drawings.zarr, rejects.csv
-    models_dir: Path
-    checkpoint_dir: Path  # persist: true, for resuming killed runs
+    models_dir: Path  # members/<name>/model.pt (one per train stage), blend.npz
+    checkpoint_dir: Path  # resume state of a train stage (not a DVC output)
     live_dir: Path  # dvclive: training curves and the train stage's metrics
     reports_dir: Path  # evaluate: per-class table, confusion, gallery
     metrics_dir: Path  # one JSON per stage (train's is live_dir/metrics.json)
@@ -40,6 +40,23 @@ class Paths:
             metrics_dir=root / "metrics",
             submissions_dir=root / "submissions",
         )
+
+    def for_member(self, name: str) -> Paths:
+        """The locations train stage `train@<name>` writes: its model, curves and checkpoints."""
+        return replace(
+            self,
+            models_dir=self.members_dir / name,
+            checkpoint_dir=self.checkpoint_dir / name,
+            live_dir=self.live_dir / name,
+        )
+
+    @property
+    def members_dir(self) -> Path:  # every member's model; the blend stage's dep
+        return self.models_dir / "members"
+
+    @property
+    def blend_path(self) -> Path:  # the blend stage's fitted combination of the members
+        return self.models_dir / "blend.npz"
 
     @property
     def train_csv_dir(self) -> Path:
@@ -62,7 +79,7 @@ class Paths:
         return self.processed_dir / "rejects.csv"
 
     @property
-    def model_path(self) -> Path:  # the best checkpoint by val/map3
+    def model_path(self) -> Path:  # the best checkpoint by val/map3 (see `for_member`)
         return self.models_dir / "model.pt"
 
     @property

@@ -24,10 +24,12 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from pipeline.core.drawings import Drawings
-from pipeline.core.features import Augment, featurize, pad_batch
+from pipeline.core.encoders import Encoder
+from pipeline.core.features import Augment
 from pipeline.core.store import DrawingStore, SplitReader
 
-Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # x (B, T, F), lengths (B,), labels (B,)
+# x (B, T, F) features or (B, 3, S, S) images, lengths (B,), labels (B,)
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 def shard_blocks(n_blocks: int, rank: int, world_size: int) -> list[int]:
@@ -41,13 +43,12 @@ def shard_blocks(n_blocks: int, rank: int, world_size: int) -> list[int]:
 
 def make_batch(
     drawings: Drawings,
-    max_points: int,
+    encoder: Encoder,
     augment: Augment | None = None,
     rng: np.random.Generator | None = None,
 ) -> Batch:
-    """Featurise and pad a group of drawings into tensors."""
-    feats, offsets = featurize(drawings, max_points, augment, rng)
-    x, lengths = pad_batch(feats, offsets)
+    """Encode a group of drawings (features or images) into tensors."""
+    x, lengths = encoder.encode(drawings, augment, rng)
     return (
         torch.from_numpy(x),
         torch.from_numpy(lengths),
@@ -65,7 +66,7 @@ class TrainBatches(IterableDataset):
         blocks: list[int],
         batch_size: int,
         shuffle_buffer_blocks: int,
-        max_points: int,
+        encoder: Encoder,
         augment: Augment | None,
         seed: int,
         rank: int = 0,
@@ -76,7 +77,7 @@ class TrainBatches(IterableDataset):
         self.blocks = blocks
         self.batch_size = batch_size
         self.buffer_blocks = max(shuffle_buffer_blocks, 1)
-        self.max_points = max_points
+        self.encoder = encoder
         self.augment = augment
         self.seed = seed
         self.rank = rank
@@ -117,7 +118,7 @@ class TrainBatches(IterableDataset):
             batches = self._plan_pool(reader, pool, p, count)
             for j in mine:
                 rng = np.random.default_rng([self.seed, self.epoch, self.rank, p, j + 1])
-                yield make_batch(batches[j], self.max_points, self.augment, rng)
+                yield make_batch(batches[j], self.encoder, self.augment, rng)
 
     def _is_mine(self, index: int, worker: int, n_workers: int) -> bool:
         return index >= self.skip and (index - self.skip) % n_workers == worker
@@ -129,17 +130,17 @@ class TrainBatches(IterableDataset):
         drawings = Drawings.concat([reader.block(b) for b in pool])
         rng = np.random.default_rng([self.seed, self.epoch, self.rank, p, 0])
         shuffled = rng.permutation(len(drawings))
-        lengths = np.minimum(drawings.lengths[shuffled], self.max_points)
+        lengths = np.minimum(drawings.lengths[shuffled], self.encoder.max_points)
         by_length = shuffled[np.argsort(lengths, kind="stable")]
         groups = np.array_split(by_length, count)
         return [drawings.take(groups[i]) for i in rng.permutation(count)]
 
 
-def eval_batches(drawings: Drawings, batch_size: int, max_points: int) -> list[Batch]:
+def eval_batches(drawings: Drawings, batch_size: int, encoder: Encoder) -> list[Batch]:
     """Fixed, length-sorted, unaugmented batches (validation)."""
     order = np.argsort(drawings.lengths, kind="stable")
     return [
-        make_batch(drawings.take(order[i : i + batch_size]), max_points)
+        make_batch(drawings.take(order[i : i + batch_size]), encoder)
         for i in range(0, len(order), batch_size)
     ]
 

@@ -69,7 +69,8 @@ class Augment:
 
 def feature_meta(max_points: int) -> dict[str, Any]:
     """What a checkpoint stores to reproduce this featurisation."""
-    return {"version": FEATURE_VERSION, "max_points": max_points, "names": list(FEATURES)}
+    return {"kind": "points", "version": FEATURE_VERSION, "max_points": max_points,
+            "names": list(FEATURES)}  # fmt: skip
 
 
 def featurize(
@@ -85,18 +86,37 @@ def featurize(
     """
     if version != FEATURE_VERSION:
         raise ValueError(f"unknown feature version {version} (this code has {FEATURE_VERSION})")
+    xy, offsets, stroke = augmented_points(drawings, max_points, augment, rng)
+    lengths = np.diff(offsets)
+    owner = np.repeat(np.arange(len(lengths)), lengths)  # (P',) drawing of each point
+    local = np.arange(len(xy)) - offsets[:-1][owner]  # (P',) index within its drawing
+    return _features(xy, offsets, owner, local, _ends(stroke), stroke), offsets
+
+
+def augmented_points(
+    drawings: Drawings,
+    max_points: int,
+    augment: Augment | None = None,
+    rng: np.random.Generator | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The points every encoder starts from: `(xy (P', 2) float32, offsets (N+1,), stroke (P',))`.
+
+    Strokes dropped and the affine applied when `augment` says so, long drawings capped to
+    `max_points`; `stroke` is each point's global stroke number (consecutive within a drawing).
+    Without augmentation xy is the 0-255 canvas; with it, centred floats (any encoder normalises
+    by the bounding box, so only shape matters).
+    """
     if augment is not None and augment.stroke_dropout > 0:
         drawings = _drop_strokes(drawings, augment.stroke_dropout, rng)
     drawings, _ = cap_points(drawings, max_points)
     points, offsets = drawings.points, drawings.offsets
-    lengths = np.diff(offsets)
     stroke = _stroke_ids(points[:, 2].astype(bool), offsets)  # (P',) global stroke number
-    owner = np.repeat(np.arange(len(lengths)), lengths)  # (P',) drawing of each point
-    local = np.arange(len(points)) - offsets[:-1][owner]  # (P',) index within its drawing
     xy = points[:, :2].astype(np.float32)  # (P', 2)
     if augment is not None and augment.active:
+        lengths = np.diff(offsets)
+        owner = np.repeat(np.arange(len(lengths)), lengths)
         xy = _affine(xy, owner, len(lengths), augment, rng)
-    return _features(xy, offsets, owner, local, _ends(stroke), stroke), offsets
+    return xy, offsets, stroke
 
 
 def _drop_strokes(drawings: Drawings, p: float, rng: np.random.Generator) -> Drawings:

@@ -12,12 +12,13 @@ Layout of `data/processed/drawings.zarr` (root attrs: format_version, classes, c
     <split>/recognized  (N,)   int8    1, 0, or -1 when unknown (test)
     <split>/valid       (N,)   bool    False for a test row that could not be parsed (stored empty)
 
-Splits are `train`, `val` and `test`. A block is `block_size` consecutive drawings, the unit
+Splits are `train`, `val` (checkpoint selection), `blend` (fitting the ensemble's blend; may be
+empty) and `test`. A block is `block_size` consecutive drawings, the unit
 training shuffles and reads (its points are one range of `points`). Per-drawing arrays are
 chunked by a whole number of blocks, at least `DRAWING_CHUNK` drawings: readers load them whole,
 and small chunks would cost a file each. Root attr `counts` is
-`{"train": {class: n}, "val": {class: n}, "test": n}`. Group attrs: `n`, `n_points`,
-`block_size`.
+`{"train": {class: n}, "val": {class: n}, "blend": {class: n}, "test": n}`. Group attrs: `n`,
+`n_points`, `block_size`.
 
 Codecs: `points` is stored as steps (a step is more predictable than a position: 14% smaller
 compressed on real drawings), transposed (all dx of a chunk, then all dy, then pen) and
@@ -44,8 +45,8 @@ from zarr.codecs import BloscCodec, TransposeCodec, ZstdCodec
 from pipeline.common.errors import PipelineError
 from pipeline.core.drawings import Drawings
 
-FORMAT_VERSION = 3  # 2: points stored as steps; 3: -1 fill values, every chunk written, digests
-SPLITS = ("train", "val", "test")
+FORMAT_VERSION = 4  # 2: points as steps; 3: -1 fills, every chunk written, digests; 4: blend
+SPLITS = ("train", "val", "blend", "test")
 POINT_CHUNK = 1 << 18  # points per chunk of `points` (768 KiB raw)
 MAX_IN_FLIGHT = 16  # zarr appends queued on the writer thread (about two flushes: bounded memory)
 DRAWING_CHUNK = 1 << 16  # per-drawing arrays: at least this many drawings per chunk (a zarr chunk

@@ -3,9 +3,10 @@
 A worker streams one `train_simplified/<word>.csv` in blocks (`pipeline.ingest.rows`), applies
 `recognized_only`, `max_per_class` (the first accepted rows in file order; reading stops there)
 and `max_points`, appends the accepted drawings to the class's run in file order and lists
-rejected rows in the class's rejects file. It then picks the class's validation drawings
-(`pipeline.ingest.split`): `val_per_class`, but never more than a fifth of the class
-(`MAX_VAL_SHARE`), so a tiny class keeps most of its drawings to learn from.
+rejected rows in the class's rejects file. It then picks the class's validation and blend
+drawings (`pipeline.ingest.split`): `val_per_class` and `blend_per_class`, but never more than a
+fifth of the class each (`MAX_VAL_SHARE`), so a tiny class keeps most of its drawings to learn
+from.
 
     with ClassFilePool(tasks, workers) as pool:   # the workers start parsing
         ...                                        # this process is free meanwhile
@@ -28,9 +29,9 @@ from pipeline.core.drawings import cap_points
 from pipeline.ingest.reasons import RejectsWriter, count_reasons
 from pipeline.ingest.rows import TRAIN_READ, TRAIN_REQUIRED, read_rows
 from pipeline.ingest.runs import RunWriter
-from pipeline.ingest.split import choose_val
+from pipeline.ingest.split import BLEND, VAL, assign_splits
 
-MAX_VAL_SHARE = 0.2  # of a class's drawings, at most, go to validation
+MAX_VAL_SHARE = 0.2  # of a class's drawings, at most, go to validation (and as much to blend)
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,16 @@ class ClassResult:
     label: int
     n_rows: int = 0  # data rows read
     n_kept: int = 0  # drawings in the run (train + val)
-    val_index: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    split_of: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8))  # (n_kept,)
+
+    @property
+    def n_val(self) -> int:
+        return int((self.split_of == VAL).sum())
+
+    @property
+    def n_blend(self) -> int:
+        return int((self.split_of == BLEND).sum())
+
     rejected: dict[str, int] = field(default_factory=dict)
     not_recognized: int = 0
     capped: int = 0
@@ -96,7 +106,8 @@ def process_class(task: ClassTask) -> ClassResult:
     result.rejected = count_reasons(np.concatenate(reasons) if reasons else np.zeros(0))
     all_keys = np.concatenate(key_ids) if key_ids else np.zeros(0, np.int64)
     n_val = min(cfg.val_per_class, int(len(all_keys) * MAX_VAL_SHARE))
-    result.val_index = choose_val(all_keys, n_val, cfg.seed)
+    n_blend = min(cfg.blend_per_class, int(len(all_keys) * MAX_VAL_SHARE))
+    result.split_of = assign_splits(all_keys, n_val, n_blend, cfg.seed)
     return result
 
 

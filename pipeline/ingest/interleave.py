@@ -18,6 +18,7 @@ from pipeline.common.cli import progress
 from pipeline.core.drawings import Drawings
 from pipeline.core.store import SplitWriter
 from pipeline.ingest.runs import RunCursor
+from pipeline.ingest.split import SPLIT_CODES
 
 WINDOW_BLOCKS = 4  # blocks of drawings per merge window
 
@@ -56,16 +57,13 @@ def merge_split(
     runs: Sequence[tuple[Path, np.ndarray]],
     counts: np.ndarray,
     block_size: int,
-    val: bool,
     show_progress: bool = True,
 ) -> None:
-    """Write split `split` from the runs (class c: `runs[c]` = (run path, its val positions)).
-
-    `val` picks the val drawings of every run, else the train ones; `counts` (C,) says how many
-    each class has.
+    """Write split `split` (train, val or blend) from the runs (class c: `runs[c]` = (run path,
+    the split code of each of its rows)); `counts` (C,) says how many each class has there.
     """
     total = int(counts.sum())
-    cursors = [RunCursor(path, val_index, val) for path, val_index in runs]
+    cursors = [RunCursor(path, split_of, SPLIT_CODES[split]) for path, split_of in runs]
     n_windows = max(1, -(-total // (WINDOW_BLOCKS * block_size)))
     first = np.zeros(len(counts), np.int64)
     bar = progress(total=total, desc=f"pass 2: {split}", unit="drawing", unit_scale=True,

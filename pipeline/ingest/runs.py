@@ -70,26 +70,22 @@ def _read_array(f: object, dtype: type) -> np.ndarray:
 
 
 class RunCursor:
-    """Sequential reader of one class's run that serves only train rows or only val rows."""
+    """Sequential reader of one class's run that serves only the rows of one split."""
 
-    def __init__(self, path: Path, val_index: np.ndarray, val: bool) -> None:
+    def __init__(self, path: Path, split_of: np.ndarray, code: int) -> None:
         self.records = read_run(path)
-        self.val_index = val_index  # sorted positions (in the run) of the class's val drawings
-        self.val = val
-        self.row = 0  # rows of the run consumed so far (train and val)
+        self.split_of = split_of  # (n,) the split code of each run position (ingest.split)
+        self.code = code  # the split this cursor serves
+        self.row = 0  # rows of the run consumed so far (every split)
         self.buffer: list[Drawings] = []
         self.buffered = 0
 
     def take(self, m: int) -> Drawings:
-        """The next `m` rows of this cursor's kind (the caller knows how many there are)."""
+        """The next `m` rows of this cursor's split (the caller knows how many there are)."""
         while self.buffered < m:
             rec = next(self.records)
-            in_val = np.zeros(len(rec), np.bool_)
-            lo = np.searchsorted(self.val_index, self.row)
-            hi = np.searchsorted(self.val_index, self.row + len(rec))
-            in_val[self.val_index[lo:hi] - self.row] = True
+            wanted = self.split_of[self.row : self.row + len(rec)] == self.code
             self.row += len(rec)
-            wanted = in_val if self.val else ~in_val
             if wanted.all():
                 part = rec
             elif wanted.any():

@@ -1,7 +1,10 @@
-"""Which drawings of a class are validation drawings: a fixed hash of (key_id, seed).
+"""Which drawings of a class are held out: a fixed hash of (key_id, seed).
 
-Per class, the `n_val` drawings with the smallest splitmix64 hash of key_id mixed with the seed:
-deterministic, balanced across classes, and independent of file order or worker count.
+Per class, the drawings are ranked by the splitmix64 hash of key_id mixed with the seed; the
+`n_val` smallest go to `val` (checkpoint selection), the next `n_blend` to `blend` (fitting the
+ensemble's blend: drawings no member chose its checkpoint on), the rest to `train`.
+Deterministic, balanced across classes, and independent of file order or worker count; the
+val drawings do not change when `blend_per_class` does.
 """
 
 from __future__ import annotations
@@ -17,10 +20,19 @@ def splitmix64(x: np.ndarray) -> np.ndarray:
     return z ^ (z >> np.uint64(31))
 
 
-def choose_val(key_ids: np.ndarray, n_val: int, seed: int) -> np.ndarray:
-    """Indices (sorted) of the `n_val` drawings with the smallest hash of (key_id, seed)."""
-    if n_val <= 0:
-        return np.zeros(0, np.int64)
+# A drawing's split, as stored per run position (train rows are the default).
+TRAIN, VAL, BLEND = 0, 1, 2
+SPLIT_CODES = {"train": TRAIN, "val": VAL, "blend": BLEND}
+
+
+def assign_splits(key_ids: np.ndarray, n_val: int, n_blend: int, seed: int) -> np.ndarray:
+    """(N,) uint8 split code per drawing: the `n_val` smallest hashes of (key_id, seed) VAL,
+    the next `n_blend` BLEND, the rest TRAIN."""
+    codes = np.full(len(key_ids), TRAIN, np.uint8)
+    if n_val + n_blend <= 0:
+        return codes
     mixed = key_ids.astype(np.int64).view(np.uint64) ^ splitmix64(np.array([seed], np.uint64))
     order = np.argsort(splitmix64(mixed), kind="stable")
-    return np.sort(order[:n_val]).astype(np.int64)
+    codes[order[:n_val]] = VAL
+    codes[order[n_val : n_val + n_blend]] = BLEND
+    return codes

@@ -1,8 +1,8 @@
 """Model files: `{"model": state_dict, "meta": {...}}`, written atomically, read safely.
 
 `meta` holds `classes`, `train_cfg`, `model_cfg` (the family's config as a dict), `features`
-(featurisation version and `max_points`) and the data `fingerprint`. Files load with
-`torch.load(..., weights_only=True)`, so a pickle carrying code is refused without running it.
+(the input encoder: `pipeline.core.encoders.Encoder.meta()`) and the data `fingerprint`. Files
+load with `torch.load(..., weights_only=True)`, so a pickle carrying code is refused unrun.
 Training's resumable `last.pt` is the same format plus optimiser and RNG state.
 """
 
@@ -18,7 +18,7 @@ from torch import nn
 
 from pipeline.common.errors import PipelineError
 from pipeline.common.files import atomic_file
-from pipeline.core.features import FEATURE_VERSION
+from pipeline.core.encoders import Encoder
 from pipeline.models import build_model
 
 
@@ -63,12 +63,10 @@ def load_model(path: Path, device: torch.device | str = "cpu") -> tuple[nn.Modul
     ckpt = read_checkpoint(path, device)
     try:  # a checkpoint from other code, or a damaged one, fails here
         meta = ckpt["meta"]
-        version = meta["features"]["version"]
-        if version != FEATURE_VERSION:
-            raise PipelineError(
-                f"{path} was trained on feature version {version}, this code makes version "
-                f"{FEATURE_VERSION}; retrain it (`dvc repro train`)"
-            )
+        try:
+            Encoder.from_meta(meta["features"])
+        except ValueError as err:  # made by other featurising or rendering code
+            raise PipelineError(f"{path}: {err}; retrain it (`dvc repro train`)") from None
         model = build_model(meta["model_cfg"])
         model.load_state_dict(ckpt["model"])
     except (KeyError, TypeError, IndexError, ValueError, RuntimeError) as err:

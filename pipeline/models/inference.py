@@ -1,14 +1,16 @@
 """Class probabilities of drawings under a trained model.
 
-    model, meta = load_model(paths.model_path)             # pipeline.models.checkpoint
+    model, meta = load_model(path)                          # pipeline.models.checkpoint
     proba = predict_proba(model, meta, drawings, batch_size=512)  # (N, n_classes) float32
+    probas = member_probas(paths, ["gru", "cnn"], drawings, classes, batch_size=512)
 
-The featurisation (`max_points`, augmentation for TTA) comes from the checkpoint's meta, so a
-model is always fed what it was trained on.
+The encoding (features or images, `max_points`, augmentation for TTA) comes from the checkpoint,
+so a model is always fed what it was trained on.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -16,8 +18,12 @@ import torch
 from torch import nn
 
 from pipeline.common.cli import progress
+from pipeline.common.errors import PipelineError
+from pipeline.common.paths import Paths
 from pipeline.core.drawings import Drawings
-from pipeline.core.features import Augment, featurize, pad_batch
+from pipeline.core.encoders import Encoder
+from pipeline.core.features import Augment
+from pipeline.models.checkpoint import check_classes, load_model
 
 
 @torch.no_grad()
@@ -45,7 +51,7 @@ def predict_proba(
         return proba
     was_training = model.training
     model.eval()
-    features = meta["features"]
+    encoder = Encoder.from_meta(meta["features"])
     augment = Augment.from_train_cfg(meta["train_cfg"])
     order = np.argsort(drawings.lengths, kind="stable")
     bar = progress(total=n * (tta + 1), desc=desc or "", unit="drawing", unit_scale=True,
@@ -54,14 +60,37 @@ def predict_proba(
         rng = np.random.default_rng([seed, tta_pass])
         for start in range(0, n, batch_size):
             index = order[start : start + batch_size]
-            feats, offsets = featurize(
-                drawings.take(index), features["max_points"],
-                augment if tta_pass > 0 else None, rng, version=features["version"],
-            )  # fmt: skip
-            x, lengths = pad_batch(feats, offsets)  # (B, T, F), (B,)
+            x, lengths = encoder.encode(drawings.take(index), augment if tta_pass else None, rng)
             logits = model(torch.from_numpy(x).to(device), torch.from_numpy(lengths))
             proba[index] += torch.softmax(logits.float(), dim=1).cpu().numpy()
             bar.update(len(index))
     bar.close()
     model.train(was_training)
     return proba / (tta + 1)
+
+
+def member_probas(
+    paths: Paths,
+    members: Sequence[str],
+    drawings: Drawings,
+    classes: list[str],
+    batch_size: int,
+    tta: int = 0,
+    seed: int = 0,
+    split: str = "",
+) -> list[np.ndarray]:
+    """Each ensemble member's (N, C) probabilities of `drawings`, in `members` order.
+
+    A member's model is `paths.for_member(name).model_path` (the output of `train@<name>`); one
+    trained on another class list is refused.
+    """
+    probas = []
+    for name in members:
+        path = paths.for_member(name).model_path
+        if not path.is_file():
+            raise PipelineError(f"no model for member '{name}' at {path}; run `dvc repro`")
+        model, meta = load_model(path)
+        check_classes(meta["classes"], classes, path)
+        probas.append(predict_proba(model, meta, drawings, batch_size, tta=tta, seed=seed,
+                                    desc=f"{name} {split}".strip()))  # fmt: skip
+    return probas

@@ -1,5 +1,6 @@
 """What `evaluate` writes besides its metrics: the per-class table, the confusion records for
-DVC's `confusion` template, and a gallery of the most confidently wrong drawings."""
+DVC's `confusion` template, a gallery of the most confidently wrong drawings, and the members'
+training curves side by side."""
 
 from __future__ import annotations
 
@@ -25,6 +26,17 @@ def most_confident_mistakes(
     wrong = np.flatnonzero(predicted != labels)
     confidence = proba[wrong, predicted[wrong]]
     return wrong[np.argsort(-confidence, kind="stable")[:n]]
+
+
+def write_member_curves(path: Path, curves: dict[str, Path]) -> None:
+    """Every member's `curves.tsv` in one long table with a `member` column (member -> file),
+    so one chart draws each member as its own line (`.dvc/plots/members.json`)."""
+    tables = [pd.read_csv(p, sep="\t").assign(member=m) for m, p in curves.items() if p.is_file()]
+    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame({"member": []})
+    with atomic_file(path, newline="") as f:
+        table[["member", *table.columns.drop("member")]].to_csv(
+            f, sep="\t", index=False, lineterminator="\n"
+        )
 
 
 def write_per_class(path: Path, table: pd.DataFrame) -> None:

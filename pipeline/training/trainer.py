@@ -26,9 +26,9 @@ from pipeline.common.config import TrainConfig, to_dict
 from pipeline.common.errors import PipelineError
 from pipeline.common.paths import Paths
 from pipeline.core.batches import TrainBatches, eval_batches, make_loader, shard_blocks
-from pipeline.core.features import Augment, feature_meta
+from pipeline.core.features import Augment
 from pipeline.core.store import DrawingStore
-from pipeline.models import build_model, model_config
+from pipeline.models import build_model, encoder_for, model_config
 from pipeline.training import distributed as D
 from pipeline.training.checkpoints import Checkpoints, TrainState, data_digests, fingerprint
 from pipeline.training.live import LiveLog
@@ -64,9 +64,10 @@ class Trainer:
             )
         self.n_train = len(train_split)
         blocks = shard_blocks(train_split.n_blocks, ddp.rank, ddp.world_size)
+        self.encoder = encoder_for(cfg)  # features (sequence models) or images (cnn)
         self.dataset = TrainBatches(
             paths.store_path, "train", blocks, cfg.batch_size, cfg.shuffle_buffer_blocks,
-            cfg.max_points, Augment.from_train_cfg(cfg), cfg.seed, ddp.rank,
+            self.encoder, Augment.from_train_cfg(cfg), cfg.seed, ddp.rank,
         )  # fmt: skip
         self.loader = make_loader(self.dataset, cfg.workers, self.device.type == "cuda")
         self._epoch_sizes: dict[int, int] = {}  # batches per epoch, agreed by every rank
@@ -74,7 +75,7 @@ class Trainer:
             total = self.batches_in(0)
         else:
             total = sum(self.batches_in(e) for e in range(cfg.epochs))
-        self.val = eval_batches(val_split.read(), cfg.batch_size * 2, cfg.max_points)
+        self.val = eval_batches(val_split.read(), cfg.batch_size * 2, self.encoder)
 
         self.model_cfg = model_config(cfg, len(self.classes))
         self.model = build_model(self.model_cfg).to(self.device)
@@ -230,7 +231,7 @@ class Trainer:
         lr = lr_at(self.state.step / max(self.state.total_steps, 1), cfg.learning_rate)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        x = x.to(self.device, non_blocking=True)  # (B, T, F)
+        x = x.to(self.device, non_blocking=True)  # (B, T, F) features or (B, 3, S, S) images
         labels = labels.to(self.device, non_blocking=True)  # (B,)
         with D.autocast(self.device, self.amp):
             logits = self.net(x, lengths)  # (B, C); lengths stay on the CPU (no device sync)
@@ -264,7 +265,7 @@ class Trainer:
             "classes": list(self.classes),
             "train_cfg": to_dict(self.cfg),
             "model_cfg": self.model_cfg.to_dict(),
-            "features": feature_meta(self.cfg.max_points),
+            "features": self.encoder.meta(),
             "fingerprint": self.fingerprint,
             "data": self.data,  # content digests of the train and val splits
         }
