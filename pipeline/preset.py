@@ -12,6 +12,7 @@ Either way every value is checked against its section's params first (`error:` o
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 import yaml
 
 from pipeline.common.cli import stage_parser, user_errors
-from pipeline.common.config import SECTIONS, from_dict, load_params
+from pipeline.common.config import SECTIONS, from_dict, load_members, load_params
 from pipeline.common.errors import ConfigError
 from pipeline.common.files import atomic_file
 
@@ -34,18 +35,36 @@ def load_preset(name: str, presets_dir: Path = PRESETS_DIR) -> dict[str, dict[st
         raise ConfigError(f"no preset {name!r} in {presets_dir}/ (known: {', '.join(known)})")
     preset = yaml.safe_load(path.read_text()) or {}
     for section, values in preset.items():
-        if section not in SECTIONS or not isinstance(values, dict):
+        if section not in (*SECTIONS, "members") or not isinstance(values, dict):
             raise ConfigError(f"{path}: {section!r} is not a params section with values")
     return preset
 
 
+def flat(values: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """Nested keys as dotted ones: {"cnn": {"image_size": 128}} -> {"members.cnn.image_size":
+    128}, as `dvc exp run -S` and DVC's params tracking name them."""
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out |= flat(value, f"{prefix}.{key}")
+        else:
+            out[f"{prefix}.{key}"] = value
+    return out
+
+
 def merged(params: dict[str, Any], preset: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """`params` with the preset's keys replaced, every section validated."""
-    out = {section: dict(values) for section, values in params.items()}
+    out = copy.deepcopy(params)
     for section, values in preset.items():
-        out.setdefault(section, {}).update(values)
+        for dotted, value in flat(values, section).items():
+            *parents, key = dotted.split(".")
+            node = out
+            for name in parents:
+                node = node.setdefault(name, {})
+            node[key] = value
     for section, cls in SECTIONS.items():
         from_dict(cls, out[section], section)  # raises ConfigError naming a bad key
+    load_members(out)
     return out
 
 
@@ -58,8 +77,12 @@ def apply(params_path: Path, preset: dict[str, dict[str, Any]]) -> None:
     rt.preserve_quotes = True
     document = rt.load(params_path.read_text())
     for section, values in preset.items():
-        for key, value in values.items():
-            document[section][key] = value
+        for dotted, value in flat(values, section).items():
+            *parents, key = dotted.split(".")
+            node = document
+            for name in parents:
+                node = node.setdefault(name, {})
+            node[key] = value
     with atomic_file(params_path) as f:
         rt.dump(document, f)
 
@@ -68,9 +91,9 @@ def set_args(preset: dict[str, dict[str, Any]]) -> list[str]:
     """`-S section.key=value` for each preset value, YAML without spaces (shell word splitting)."""
     args = []
     for section, values in preset.items():
-        for key, value in values.items():
+        for key, value in flat(values, section).items():
             text = json.dumps(value, separators=(",", ":")) if not isinstance(value, str) else value
-            args += ["-S", f"{section}.{key}={text}"]
+            args += ["-S", f"{key}={text}"]
     return args
 
 

@@ -1,0 +1,105 @@
+"""The image family: a timm CNN over rendered drawings (`cnn`).
+
+Drawings are rendered by `pipeline.core.raster.render` into `(3, S, S) uint8` images (ink, stroke
+order, time; see that module) with S = `image_size`, and any timm backbone (`backbone`, e.g.
+`resnet10t`, `convnext_atto`) classifies them, built with `pretrained=False` (never a download:
+ImageNet weights know photos, not 3-channel stroke maps) and `drop_rate=dropout` before its head.
+
+`forward(x (B, 3, S, S), lengths=None) -> logits (B, C)`. uint8 images are pixel values 0-255 and
+are scaled to [0, 1] here, so batches travel to the device as bytes (4x less to copy than
+float32); float images are taken as already scaled to [0, 1]. `lengths` is unused: every family
+takes `(x, lengths)`, so one training loop drives them all.
+
+timm is imported when a model is built, not when `pipeline.models` is, so the sequence families
+do not pay for importing it (and torchvision) at startup.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from dataclasses import asdict, dataclass
+from types import ModuleType
+from typing import Any
+
+import torch
+from torch import nn
+
+from pipeline.common.errors import ConfigError
+
+# Stand-ins for torchvision's C++ ops when its build does not match torch (see `_timm`); held
+# here so the registration lives as long as the process.
+_torchvision_stub: torch.library.Library | None = None
+
+
+def _timm() -> ModuleType:
+    """`import timm`, tolerating a torchvision whose compiled ops cannot load.
+
+    timm imports torchvision, whose Python side registers fake (meta) kernels for its `nms` and
+    `qnms` ops at import. When its C++ library does not match torch (here: a CUDA torchvision
+    wheel beside a CPU torch) those ops were never defined, and the import dies with
+    "operator torchvision::nms does not exist". Defining the two schemas ourselves lets the
+    import finish; the models timm builds never call those ops. With matching wheels the first
+    import simply works and nothing is defined.
+    """
+    global _torchvision_stub
+    try:
+        return importlib.import_module("timm")
+    except RuntimeError as err:
+        if "torchvision::" not in str(err) or _torchvision_stub is not None:
+            raise
+    # A failed import leaves half-initialised modules behind; the next import must start afresh.
+    for name in [m for m in sys.modules if m.split(".")[0] in ("torchvision", "timm")]:
+        del sys.modules[name]
+    lib = torch.library.Library("torchvision", "DEF")
+    lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+    lib.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+    _torchvision_stub = lib
+    return importlib.import_module("timm")
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """Everything needed to rebuild an image model (stored in checkpoints as a dict)."""
+
+    model: str  # cnn
+    n_classes: int
+    image_size: int  # S: the renderer draws (3, S, S) images for this model
+    backbone: str  # a timm model name
+    dropout: float  # before the classifier head
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class ImageCNN(nn.Module):
+    """`cnn`: rendered drawing (3, S, S) -> timm backbone -> logits."""
+
+    config_type = ImageConfig
+    input_kind = "image"  # the batches pipeline renders images (not point features) for it
+
+    @classmethod
+    def config_from_train(cls, cfg: Any, n_classes: int) -> ImageConfig:
+        """The model's config from the `train` params section."""
+        return ImageConfig(
+            model=cfg.model, n_classes=n_classes, image_size=cfg.image_size,
+            backbone=cfg.backbone, dropout=cfg.dropout,
+        )  # fmt: skip
+
+    def __init__(self, cfg: ImageConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        timm = _timm()
+        if not timm.is_model(cfg.backbone):
+            raise ConfigError(f"param 'train.backbone' must be a timm model name (such as "
+                              f"resnet10t or convnext_atto), got {cfg.backbone!r}")  # fmt: skip
+        self.backbone = timm.create_model(
+            cfg.backbone, pretrained=False, num_classes=cfg.n_classes, in_chans=3,
+            drop_rate=cfg.dropout,
+        )  # fmt: skip
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, 3, S, S) uint8 (0-255) or float ([0, 1]) -> logits (B, C); lengths unused."""
+        if x.dtype == torch.uint8:
+            x = x.float().mul_(1 / 255)  # (B, 3, S, S) in [0, 1]
+        return self.backbone(x)

@@ -1,0 +1,86 @@
+"""The image family (`cnn`): logits per image, bytes and floats alike, it learns, it rebuilds."""
+
+from __future__ import annotations
+
+import dataclasses
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pipeline.common.errors import ConfigError
+from pipeline.models import MODELS, build_model, model_config
+from pipeline.models.cnn import ImageCNN, ImageConfig
+
+N_CLASSES = 5
+
+
+def small_config(**changes: object) -> ImageConfig:
+    cfg = ImageConfig(model="cnn", n_classes=N_CLASSES, image_size=32, backbone="resnet10t",
+                      dropout=0.1)  # fmt: skip
+    return dataclasses.replace(cfg, **changes)
+
+
+def images(batch: int, size: int, seed: int = 0) -> torch.Tensor:
+    """(B, 3, S, S) uint8: sparse strokes-like pixels, 0 or 255 ink with some grey."""
+    gen = torch.Generator().manual_seed(seed)
+    ink = torch.rand(batch, 1, size, size, generator=gen) < 0.1
+    grey = torch.randint(0, 256, (batch, 3, size, size), generator=gen, dtype=torch.uint8)
+    return torch.where(ink, grey, torch.zeros((), dtype=torch.uint8))
+
+
+def test_registered_and_fed_images() -> None:
+    assert MODELS["cnn"] is ImageCNN and ImageCNN.input_kind == "image"
+
+
+@pytest.mark.parametrize("backbone", ["resnet10t", "convnext_atto"])
+@pytest.mark.parametrize("size", [32, 64])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_forward_gives_logits_per_image(backbone: str, size: int, batch: int) -> None:
+    net = build_model(small_config(backbone=backbone, image_size=size)).eval()
+    x = images(batch, size)
+    assert net(x).shape == (batch, N_CLASSES)
+    assert net(x, torch.ones(batch, dtype=torch.int64)).shape == (batch, N_CLASSES)  # lengths
+
+
+def test_bytes_and_floats_give_the_same_logits() -> None:
+    net = build_model(small_config()).eval()
+    x = images(4, 32)
+    torch.testing.assert_close(net(x), net(x.float() / 255), rtol=1e-5, atol=1e-5)
+
+
+def test_a_few_steps_reduce_the_loss() -> None:
+    torch.manual_seed(0)
+    net = build_model(small_config(dropout=0.0, image_size=16)).train()
+    x, y = images(8, 16, seed=1), torch.arange(8) % N_CLASSES
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+    losses = []
+    for _ in range(4):
+        loss = F.cross_entropy(net(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_config_round_trips_through_its_dict() -> None:
+    cfg = small_config(backbone="convnext_atto", dropout=0.2)
+    net = build_model(cfg).eval()
+    again = build_model(cfg.to_dict()).eval()
+    assert isinstance(again, ImageCNN) and again.cfg == cfg
+    again.load_state_dict(net.state_dict())  # same architecture, key for key
+    x = images(2, 32)
+    torch.testing.assert_close(again(x), net(x))
+
+
+def test_config_from_train_params() -> None:
+    train = SimpleNamespace(model="cnn", image_size=48, backbone="resnet10t", dropout=0.3,
+                            hidden_size=96, max_points=128)  # fmt: skip
+    assert model_config(train, 16) == ImageConfig("cnn", 16, 48, "resnet10t", 0.3)
+
+
+def test_unknown_backbone_names_the_param() -> None:
+    with pytest.raises(ConfigError, match=r"train\.backbone"):
+        build_model(small_config(backbone="no_such_net"))
