@@ -1,4 +1,4 @@
-"""Each predict option on real drawings: plain, TTA, prior correction, GRU+BiLSTM ensemble.
+"""Each predict option on real drawings: plain, TTA, prior correction, a GRU+BiLSTM mean.
 
     python -m benchmarks predict_options     # via `make bench`, after bench_accuracy
 
@@ -21,7 +21,8 @@ from benchmarks import bench_accuracy
 from benchmarks.kaggle16 import build_store
 from pipeline.core.drawings import Drawings
 from pipeline.core.store import DrawingStore
-from pipeline.predict import ensemble_proba
+from pipeline.models.checkpoint import load_model
+from pipeline.models.inference import predict_proba
 from pipeline.scoring.metrics import map_at_k, top_k_accuracy, topk_indices
 from pipeline.scoring.prior import correct_priors
 
@@ -35,19 +36,28 @@ def options(models: list[Path]) -> dict[str, dict]:
         "plain (gru)": dict(paths=plain, tta=0, prior=False),
         f"tta={TTA}": dict(paths=plain, tta=TTA, prior=False),
         "prior correction": dict(paths=plain, tta=0, prior=True),
-        "ensemble gru+bilstm": dict(paths=both, tta=0, prior=False),
-        "ensemble + prior": dict(paths=both, tta=0, prior=True),
-        f"ensemble + tta={TTA} + prior": dict(paths=both, tta=TTA, prior=True),
+        "mean of gru+bilstm": dict(paths=both, tta=0, prior=False),
+        "mean + prior": dict(paths=both, tta=0, prior=True),
+        f"mean + tta={TTA} + prior": dict(paths=both, tta=TTA, prior=True),
     }
 
 
-def score(models: list[Path], drawings: Drawings, classes: list[str]) -> dict[str, dict]:
+def mean_proba(paths: list[Path], drawings: Drawings, tta: int) -> np.ndarray:
+    """The mean of the models' (N, C) probabilities (`ensemble.method: mean`)."""
+    probas = []
+    for path in paths:
+        model, meta = load_model(path)
+        probas.append(predict_proba(model, meta, drawings, BATCH_SIZE, tta=tta))
+    return np.mean(probas, axis=0)
+
+
+def score(models: list[Path], drawings: Drawings) -> dict[str, dict]:
     """MAP@3, top-1 and drawings/s of each option on one labelled split."""
     labels = drawings.labels.astype(np.int64)
     results = {}
     for name, opt in options(models).items():
         start = time.perf_counter()
-        proba = ensemble_proba(opt["paths"], drawings, classes, BATCH_SIZE, tta=opt["tta"])
+        proba = mean_proba(opt["paths"], drawings, opt["tta"])
         if opt["prior"]:
             proba = correct_priors(proba)
         seconds = time.perf_counter() - start
@@ -68,8 +78,8 @@ def run() -> dict[str, float]:
         store = DrawingStore(build_store(Path(tmp) / "processed" / "drawings.zarr"))
         val, test = store.split("val").read(), store.split("test").read()
         results = {
-            "val": score(models, val, store.classes),
-            "test": score(models, test, store.classes),
+            "val": score(models, val),
+            "test": score(models, test),
         }
     print(f"\n| option | val MAP@3 ({len(val):,}) | test MAP@3 ({len(test):,}) | test top-1 "
           "| drawings/s |\n| --- | --- | --- | --- | --- |")  # fmt: skip

@@ -26,7 +26,7 @@ from pipeline.common.config import TrainConfig, from_dict, load_params
 from pipeline.core.batches import Batch, TrainBatches, make_batch
 from pipeline.core.features import Augment, feature_meta
 from pipeline.core.store import DrawingStore
-from pipeline.models import build_model, model_config
+from pipeline.models import build_model, encoder_for, model_config
 from pipeline.models.inference import predict_proba
 
 TRAIN_BATCHES = 30  # timed steps per measurement (after WARMUP)
@@ -58,7 +58,7 @@ def _naive_batches(store_path: Path, cfg: TrainConfig, count: int) -> list[Batch
     augment = Augment.from_train_cfg(cfg)
     return [
         make_batch(drawings.take(rng.choice(len(drawings), cfg.batch_size, replace=False)),
-                   cfg.max_points, augment, rng)
+                   encoder_for(cfg), augment, rng)
         for _ in range(count)
     ]  # fmt: skip
 
@@ -73,7 +73,7 @@ def _pipeline_batches(store_path: Path, cfg: TrainConfig, epoch: int = 0) -> Tra
     reader = DrawingStore(store_path).split("train")
     data = TrainBatches(
         store_path, "train", list(range(reader.n_blocks)), cfg.batch_size,
-        cfg.shuffle_buffer_blocks, cfg.max_points, Augment.from_train_cfg(cfg), cfg.seed,
+        cfg.shuffle_buffer_blocks, encoder_for(cfg), Augment.from_train_cfg(cfg), cfg.seed,
     )  # fmt: skip
     data.set_epoch(epoch)
     return data

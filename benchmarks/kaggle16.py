@@ -25,13 +25,16 @@ def repo_params(section: str) -> dict[str, Any]:
     return load_params(REPO_DIR / "params.yaml")[section]
 
 
-def build_store(store_path: Path, val_per_class: int = VAL_PER_CLASS) -> Path:
-    """kaggle16 through the preprocess stage (repo params): train, val and a labelled test split.
+def build_store(
+    store_path: Path, val_per_class: int = VAL_PER_CLASS, blend_per_class: int = 0
+) -> Path:
+    """kaggle16 through the preprocess stage (repo params): train, val (and blend) and a
+    labelled test split. Single-model benchmarks keep no blend split: more to train on.
 
     `store_path` is `<work>/processed/drawings.zarr`: preprocess replaces `<work>/processed`.
     """
     cfg = from_dict(PreprocessConfig, repo_params("preprocess"), "preprocess")
-    cfg = dataclasses.replace(cfg, val_per_class=val_per_class)
+    cfg = dataclasses.replace(cfg, val_per_class=val_per_class, blend_per_class=blend_per_class)
     work = store_path.parent.parent
     paths = dataclasses.replace(Paths.under(work), raw_dir=KAGGLE16_DIR,
                                 processed_dir=store_path.parent, metrics_dir=work)  # fmt: skip

@@ -41,7 +41,8 @@ def run(cfg: EnsembleConfig, paths: Paths) -> dict[str, Any]:
     labels = drawings.labels.astype(np.int64)
     probas = member_probas(paths, cfg.members, drawings, store.classes, cfg.batch_size,
                            split="blend")  # fmt: skip  # M x (N, C)
-    blend = fit_blend(probas, labels, cfg.members, cfg.method, cfg.regularization)
+    blend = fit_blend(probas, labels, cfg.members, cfg.method, cfg.regularization,
+                      classes=store.classes)  # fmt: skip
     blend.save(paths.blend_path)
 
     metrics: dict[str, Any] = {"blend/drawings": len(drawings), "members": len(cfg.members)}

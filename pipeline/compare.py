@@ -24,9 +24,8 @@ SCORES = (
     ("val/top1", "metrics/evaluate.json", "val/top1"),
     ("test/map3", "metrics/predict.json", "test/map3"),
     ("leaderboard", "metrics/submit.json", "leaderboard/public_score"),
-    ("train s", "dvclive/metrics.json", "time_s"),
-    ("steps", "dvclive/metrics.json", "steps"),
 )
+TRAINED = "train s"  # every member's training time (dvclive/<member>/metrics.json), summed
 
 
 def exp_rows(shown: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -55,14 +54,23 @@ def table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     """Header and cells: the scores, then each param whose value differs between rows."""
     params = sorted({k for r in rows for k in r["params"]})
     changed = [p for p in params if len({json.dumps(r["params"].get(p)) for r in rows}) > 1]
-    header = ["experiment", *[c for c, _, _ in SCORES], *changed]
+    header = ["experiment", *[c for c, _, _ in SCORES], TRAINED, *changed]
     body = []
     for r in rows:
         cells = [r["name"]]
         cells += [_show(r["metrics"].get(f, {}).get(k)) for _, f, k in SCORES]
+        cells.append(_show(_training_s(r["metrics"])))
         cells += [_show(r["params"].get(p)) for p in changed]
         body.append(cells)
     return header, body
+
+
+def _training_s(metrics: dict[str, dict[str, Any]]) -> float | None:
+    """Seconds of training over every member's dvclive/<member>/metrics.json in the row."""
+    times = [m.get("time_s") for f, m in metrics.items()
+             if f.startswith("dvclive/") and f.endswith("/metrics.json")]  # fmt: skip
+    times = [t for t in times if isinstance(t, int | float)]
+    return sum(times) if times else None
 
 
 def render(header: list[str], body: list[list[str]], markdown: bool = False) -> str:

@@ -61,6 +61,7 @@ def run(cfg: EvaluateConfig, paths: Paths) -> dict[str, Any]:
     if len(drawings) == 0:
         raise PipelineError("the val split is empty; set preprocess.val_per_class > 0")
     blend = Blend.load(paths.blend_path)
+    blend.check_classes(store.classes, paths.blend_path)
     labels = drawings.labels.astype(np.int64)
 
     log.info("evaluating %s on %s val drawings", ", ".join(blend.members), f"{len(drawings):,}")

@@ -60,6 +60,7 @@ def run(cfg: PredictConfig, paths: Paths) -> dict[str, Any]:
                     f"{n_fallback:,}")  # fmt: skip
 
     blend = Blend.load(paths.blend_path)
+    blend.check_classes(classes, paths.blend_path)
     infer_start = time.perf_counter()
     probas = member_probas(paths, blend.members, test.take(np.flatnonzero(usable)), classes,
                            cfg.batch_size, cfg.tta, cfg.seed, "test")  # fmt: skip  # M x (N', C)

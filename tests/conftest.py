@@ -21,11 +21,13 @@ import torch
 import yaml
 
 from pipeline.common.config import TrainConfig, from_dict, to_dict
+from pipeline.common.paths import Paths
 from pipeline.core.drawings import Drawings
-from pipeline.core.features import feature_meta
-from pipeline.core.store import SplitWriter, create_store, record_digests
+from pipeline.core.store import DrawingStore, SplitWriter, create_store, record_digests
 from pipeline.ingest.reasons import Reason
-from pipeline.models import build_model, model_config
+from pipeline.models import MODELS, build_model, encoder_for, model_config
+from pipeline.models.inference import member_probas
+from pipeline.scoring.stacking import Blend, fit_blend
 
 REPO_DIR = Path(__file__).resolve().parents[1]
 # Real Quick, Draw! data lives beside the repo (../shared/quickdraw), never inside it.
@@ -62,7 +64,7 @@ def tiny_params() -> dict:
     p["download"].update(
         synthetic_classes=5, synthetic_train_per_class=60, synthetic_test_per_class=8
     )
-    p["preprocess"].update(val_per_class=10, block_size=64, workers=1)
+    p["preprocess"].update(val_per_class=10, blend_per_class=10, block_size=64, workers=1)
     p["train"].update(
         epochs=2,
         batch_size=32,
@@ -73,6 +75,8 @@ def tiny_params() -> dict:
         workers=0,
         val_every_steps=0,  # validate at each epoch's end: tiny runs have a few epochs
     )
+    # One member (gru) keeps a whole pipeline tiny; ensemble tests name more (see `make_ensemble`).
+    p["ensemble"].update(members=["gru"], batch_size=64)
     p["evaluate"].update(batch_size=64, gallery_size=4)
     p["predict"].update(batch_size=64)
     return p
@@ -203,7 +207,8 @@ def make_labelled_store(
 def make_checkpoint(
     path: Path, model: str = "gru", seed: int = 0, classes: list[str] = CLASSES
 ) -> Path:
-    """An untrained but complete checkpoint in the training stage's format."""
+    """An untrained but complete checkpoint in the training stage's format (a `cnn` one is a
+    resnet10t on 32-pixel images)."""
     raw = yaml.safe_load((REPO_DIR / "params.yaml").read_text())["train"]
     raw |= {
         "model": model,
@@ -211,6 +216,8 @@ def make_checkpoint(
         "num_layers": 1,
         "conv_channels": [8],
         "max_points": 32,
+        "image_size": 32,
+        "backbone": "resnet10t",
     }
     cfg = from_dict(TrainConfig, raw, "train")
     model_cfg = model_config(cfg, len(classes))
@@ -220,11 +227,38 @@ def make_checkpoint(
         "classes": list(classes),
         "train_cfg": to_dict(cfg),
         "model_cfg": model_cfg.to_dict(),
-        "features": feature_meta(cfg.max_points),
+        "features": encoder_for(cfg).meta(),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"model": net.state_dict(), "meta": meta}, path)
     return path
+
+
+def make_ensemble(
+    paths: Paths,
+    members: Sequence[str] = ("gru",),
+    method: str = "mean",
+    fit_split: str = "val",
+    classes: list[str] = CLASSES,
+    **checkpoint_kwargs: object,
+) -> Blend:
+    """What evaluate and predict read, as the train and blend stages leave it: an untrained
+    checkpoint per member at `paths.for_member(name).model_path` (of the family the member is
+    named after, else gru; seeded by its position, so members differ) and their blend at
+    `paths.blend_path`: `mean`, or `logreg` / `weights` fitted on the store's `fit_split`."""
+    for i, name in enumerate(members):
+        kwargs = {"model": name if name in MODELS else "gru", "seed": i} | checkpoint_kwargs
+        make_checkpoint(paths.for_member(name).model_path, classes=classes, **kwargs)
+    if method == "mean":
+        probas = [np.zeros((0, len(classes)), np.float32)] * len(members)
+        labels = np.zeros(0, np.int64)
+    else:
+        drawings = DrawingStore(paths.store_path).split(fit_split).read()
+        probas = member_probas(paths, members, drawings, classes, 64)
+        labels = drawings.labels.astype(np.int64)
+    blend = fit_blend(probas, labels, members, method, classes=classes)
+    blend.save(paths.blend_path)
+    return blend
 
 
 def clone_repo(dst: Path) -> Path:
@@ -280,6 +314,27 @@ def reference_scores(top: Sequence[Sequence[int]], labels: Sequence[int]) -> dic
         "top1": sum(t[0] == label for label, t in pairs) / len(pairs),
         "top3": sum(label in t[:3] for label, t in pairs) / len(pairs),
     }
+
+
+def reference_blend(path: Path, probas: Sequence[np.ndarray]) -> np.ndarray:
+    """The (N, C) probabilities a blend file makes of its members' M x (N, C), in float64,
+    read from the file's plain arrays and combined as pipeline/scoring/stacking.py documents
+    it: `mean` averages the probabilities; `logreg` is a softmax of the members' log-
+    probabilities (floored at 1e-6) side by side, (N, M*C) @ coef.T (C, M*C) + intercept (C,);
+    `weights` a softmax of sum_m coef[m] * log p_m + intercept."""
+    with np.load(path, allow_pickle=False) as f:
+        about = json.loads(str(f["about"]))
+        coef, intercept = f["coef"].astype(np.float64), f["intercept"].astype(np.float64)
+    assert len(about["members"]) == len(probas)
+    logs = [np.log(np.maximum(np.asarray(p, np.float64), 1e-6)) for p in probas]
+    if about["method"] == "mean":
+        return np.mean(np.asarray(probas, np.float64), axis=0)
+    if about["method"] == "logreg":
+        logits = np.concatenate(logs, axis=1) @ coef.T + intercept
+    else:
+        logits = sum(w * lp for w, lp in zip(coef, logs, strict=True)) + intercept
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
 
 
 def reference_balance(proba: np.ndarray, max_iter: int = 100_000) -> np.ndarray:

@@ -82,7 +82,7 @@ def test_mean_is_the_average_of_the_probabilities() -> None:
 @pytest.mark.parametrize("method", ["logreg", "weights"])
 def test_a_fitted_blend_needs_a_blend_split(method: str) -> None:
     empty = np.zeros((0, N_CLASSES), np.float32)
-    with pytest.raises(PipelineError, match="blend_per_class > 0, or ensemble.method: mean"):
+    with pytest.raises(PipelineError, match=r"blend_per_class > 0, or ensemble\.method: mean"):
         fit_blend([empty], np.zeros(0, np.int64), ["a"], method)
 
 
@@ -146,3 +146,14 @@ def test_a_member_param_reruns_that_member_and_what_reads_it_only(tmp_path: Path
     ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
     assert ran == {"blend", "evaluate", "predict"}  # train@gru is unchanged: not rerun
     assert "val/cnn/map3" not in (root / "metrics" / "evaluate.json").read_text()
+
+
+def test_a_blend_fitted_on_other_classes_of_the_same_count_is_refused(tmp_path: Path) -> None:
+    probas, labels = specialists(200, seed=4)
+    classes = [f"class{i}" for i in range(N_CLASSES)]
+    fit_blend(probas, labels, ["a", "b"], "logreg", classes=classes).save(tmp_path / "b.npz")
+    blend = Blend.load(tmp_path / "b.npz")
+    blend.check_classes(classes, tmp_path / "b.npz")  # the same list: fine
+    renamed = [*classes[:-1], "zebra"]
+    with pytest.raises(PipelineError, match=r"b\.npz was fitted on another class list"):
+        blend.check_classes(renamed, tmp_path / "b.npz")

@@ -28,6 +28,7 @@ def _rank_main(rank: int, cfg: TrainConfig, root: Path, port: int) -> None:
 
     # Each rank gets its own output paths: only out0 may appear.
     paths = dataclasses.replace(Paths.under(root / f"out{rank}"), processed_dir=root)
+    paths = paths.for_member("gru")
     result = run(cfg, paths)
     torch.save(result.model.state_dict(), root / f"rank{rank}.pt")
 
@@ -53,28 +54,30 @@ def test_two_gloo_ranks_train_one_model(tmp_path: Path, params: dict) -> None:
     # Rank 0 wrote the run's files; rank 1 wrote nothing. The checkpoint holds the same weights.
     assert not (tmp_path / "out1").exists()
     out = tmp_path / "out0"
-    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
-    assert (out / "models" / "model.pt").is_file()
-    assert (out / "dvclive" / "metrics.json").is_file()
-    last = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
+    assert sorted(p.name for p in (out / "checkpoints" / "gru").iterdir()) == ["best.pt", "last.pt"]
+    assert (out / "models" / "members" / "gru" / "model.pt").is_file()
+    assert (out / "dvclive" / "gru" / "metrics.json").is_file()
+    last = torch.load(out / "checkpoints" / "gru" / "last.pt", weights_only=True)
     assert torch.equal(last["model"]["head.weight"], rank0["head.weight"])
     assert last["state"]["step"] == 2 * 3  # 2 epochs x 3 batches per rank (96 drawings / 32)
 
 
 @pytest.mark.slow
 def test_train_processes_starts_torchrun_itself(workdir: Path, params: dict) -> None:
-    # `train.processes: 2` and plain `python -m pipeline.train` (as `dvc repro` runs it): the
-    # stage relaunches itself under torchrun with two gloo ranks; rank 0 writes the outputs.
+    # `train.processes: 2` and plain `python -m pipeline.train --member gru` (as `dvc repro
+    # train@gru` runs it): the stage relaunches itself under torchrun with two gloo ranks, for
+    # that member; rank 0 writes its outputs.
     import subprocess
     import sys
 
     params["train"] |= {"processes": 2, "epochs": 1, "threads": 1}
     write_params(workdir, params)
     make_polygon_store(workdir / "data/processed/drawings.zarr", per_class=48, block_size=16)
-    done = subprocess.run([sys.executable, "-m", "pipeline.train"], cwd=workdir, text=True,
+    command = [sys.executable, "-m", "pipeline.train", "--member", "gru"]
+    done = subprocess.run(command, cwd=workdir, text=True,
                           capture_output=True, timeout=300,
                           env=os.environ | {"PYTHONPATH": str(REPO_DIR)})  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    last = torch.load(workdir / "checkpoints/last.pt", weights_only=True)
+    last = torch.load(workdir / "checkpoints/gru/last.pt", weights_only=True)
     assert last["state"]["step"] == 3  # 192 drawings, 32 a batch, 2 ranks: 3 steps each
-    assert (workdir / "models/model.pt").is_file()
+    assert (workdir / "models/members/gru/model.pt").is_file()

@@ -131,8 +131,8 @@ def test_the_check_fails_when_a_module_is_left_out(dvc_yaml: dict) -> None:
     stage = body(dvc_yaml["stages"]["train"])
     dropped = "pipeline/scoring/metrics.py"  # training validates with it
     assert dropped in stage["deps"]
-    broken = {"stages": {"train": {**stage,
-                                   "deps": [d for d in stage["deps"] if d != dropped]}}}  # fmt: skip
+    kept = [d for d in stage["deps"] if d != dropped]
+    broken = {"stages": {"train": {**stage, "deps": kept}}}
     (problem,) = code_dep_problems(broken)
     assert f"missing ['{dropped}']" in problem
 

@@ -1,4 +1,5 @@
-"""Evaluate scores the val split and writes the reports DVC shows: table, confusion, gallery."""
+"""Evaluate scores the blend of the ensemble's members (and each member alone) on the val split
+and writes the reports DVC shows, of the blend: table, confusion, gallery."""
 
 from __future__ import annotations
 
@@ -22,8 +23,10 @@ from pipeline.models.inference import predict_proba
 from pipeline.scoring.reports import CAPTION_H, TILE, most_confident_mistakes, render_gallery
 from tests.conftest import (
     CLASSES,
-    make_checkpoint,
+    make_ensemble,
     make_labelled_store,
+    reference_balance,
+    reference_blend,
     reference_scores,
     reference_top_k,
 )
@@ -35,9 +38,9 @@ CFG = EvaluateConfig(batch_size=8, gallery_size=4)
 def evaluated(tmp_path: Path) -> tuple[dict[str, float], Path, Path, Path]:
     paths = Paths.under(tmp_path)
     store = make_labelled_store(paths.store_path, n_val=24)
-    model = make_checkpoint(paths.model_path)
+    make_ensemble(paths, ["gru"])  # one member, blended by the mean: the member itself
     metrics = evaluate.run(CFG, paths)
-    return metrics, store, model, paths.reports_dir
+    return metrics, store, paths.for_member("gru").model_path, paths.reports_dir
 
 
 def val_proba(store: Path, model_path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -58,8 +61,52 @@ def test_metrics_match_an_independent_computation(evaluated: tuple, tmp_path: Pa
     assert metrics["val/top1"] == pytest.approx(expected["top1"])
     assert metrics["val/top3"] == pytest.approx(expected["top3"])
     assert metrics["val/drawings"] == 24
+    # The one member alone scores the same (a mean of one is that member).
+    for name in ("map3", "top1", "top3"):
+        assert metrics[f"val/gru/{name}"] == pytest.approx(expected[name]), name
     written = json.loads((tmp_path / "metrics" / "evaluate.json").read_text())
     assert written == pytest.approx(metrics)
+
+
+def test_prior_corrected_scores_are_of_the_balanced_probabilities(evaluated: tuple) -> None:
+    # val/prior/...: the blend's probabilities balanced over the val split (an independent
+    # solver, run to convergence), ranked and scored with the references.
+    metrics, store, model, _ = evaluated
+    proba, labels = val_proba(store, model)
+    balanced = reference_balance(proba)
+    expected = reference_scores(reference_top_k(balanced), labels)
+    assert reference_top_k(balanced) != reference_top_k(proba)  # the correction reorders
+    for name in ("map3", "top1", "top3"):
+        assert metrics[f"val/prior/{name}"] == pytest.approx(expected[name]), name
+
+
+@pytest.mark.parametrize("method", ["logreg", "weights"])
+def test_the_blend_is_scored_and_each_member_alone(tmp_path: Path, method: str) -> None:
+    # Two members of different families and a blend fitted on their val probabilities:
+    # val/map3 is the blend's (the file's coefficients applied independently), val/<member>/...
+    # each member's own; the reports show the blend's mistakes.
+    paths = Paths.under(tmp_path)
+    store = make_labelled_store(paths.store_path, n_val=24)
+    make_ensemble(paths, ["gru", "bilstm"], method=method)
+    metrics = evaluate.run(CFG, paths)
+    probas = [val_proba(store, paths.for_member(m).model_path)[0] for m in ("gru", "bilstm")]
+    labels = val_proba(store, paths.for_member("gru").model_path)[1]
+    blended = reference_blend(paths.blend_path, probas)
+    expected = reference_scores(reference_top_k(blended), labels)
+    for name in ("map3", "top1", "top3"):
+        assert metrics[f"val/{name}"] == pytest.approx(expected[name]), name
+    for member, proba in zip(("gru", "bilstm"), probas, strict=True):
+        own = reference_scores(reference_top_k(proba), labels)
+        for name in ("map3", "top1", "top3"):
+            assert metrics[f"val/{member}/{name}"] == pytest.approx(own[name]), (member, name)
+    # Not a blend that could pass for a member: it scores differently from both.
+    assert all(metrics["val/map3"] != metrics[f"val/{m}/map3"] for m in ("gru", "bilstm"))
+    predicted = [t[0] for t in reference_top_k(blended, 1)]
+    records = json.loads((paths.reports_dir / "confusion.json").read_text())
+    counts = {(a, p): 0 for a in CLASSES for p in CLASSES}
+    for a, p in zip(labels, predicted, strict=True):
+        counts[CLASSES[a], CLASSES[p]] += 1
+    assert {(r["actual"], r["predicted"]): r["count"] for r in records} == counts
 
 
 def test_timings_are_reported_consistently(evaluated: tuple) -> None:
@@ -192,21 +239,55 @@ def test_long_class_names_are_shortened_to_the_tile(tmp_path: Path) -> None:
 def test_refuses_a_model_trained_on_other_classes(tmp_path: Path) -> None:
     paths = Paths.under(tmp_path)
     make_labelled_store(paths.store_path)
-    make_checkpoint(paths.model_path, classes=[*CLASSES[:-1], "zebra"])
+    make_ensemble(paths, ["gru"], classes=[*CLASSES[:-1], "zebra"])
     with pytest.raises(PipelineError, match=r"different class list.*'zebra'.*dvc repro train"):
         evaluate.run(CFG, paths)
 
 
-def test_missing_model_says_to_train(tmp_path: Path) -> None:
+def test_missing_blend_says_to_run_the_blend_stage(tmp_path: Path) -> None:
     paths = Paths.under(tmp_path)
     make_labelled_store(paths.store_path)
-    with pytest.raises(PipelineError, match="dvc repro train"):
+    with pytest.raises(PipelineError, match=r"no blend at \S*blend\.npz.*dvc repro blend"):
         evaluate.run(CFG, paths)
+
+
+def test_missing_member_model_says_to_train(tmp_path: Path) -> None:
+    # The blend names a member whose model is gone: the member and its path are named.
+    paths = Paths.under(tmp_path)
+    make_labelled_store(paths.store_path)
+    make_ensemble(paths, ["gru", "bilstm"])
+    paths.for_member("bilstm").model_path.unlink()
+    with pytest.raises(PipelineError,
+                       match=r"no model for member 'bilstm' at \S*members/bilstm/model\.pt.*"
+                             r"dvc repro"):  # fmt: skip
+        evaluate.run(CFG, paths)
+
+
+def test_the_members_training_curves_are_gathered_into_one_table(tmp_path: Path) -> None:
+    # reports/curves.tsv: each member's dvclive curves.tsv, rows in member order, with a
+    # `member` column first, so one chart draws a line per member.
+    paths = Paths.under(tmp_path)
+    make_labelled_store(paths.store_path)
+    make_ensemble(paths, ["gru", "bilstm"])
+    header = ["step", "time_s", "epoch", "lr", "train_loss", "val_loss", "val_map3"]
+    rows = {"gru": [[5, 1.5, 1, 0.003, 2.0, 1.9, 0.4], [10, 3.0, 2, 0.001, 1.5, 1.6, 0.5]],
+            "bilstm": [[8, 2.5, 1, 0.002, 1.8, 1.7, 0.45]]}  # fmt: skip
+    for member, values in rows.items():
+        live = paths.for_member(member).live_dir
+        live.mkdir(parents=True)
+        lines = ["\t".join(header)] + ["\t".join(map(str, r)) for r in values]
+        (live / "curves.tsv").write_text("\n".join(lines) + "\n")
+    evaluate.run(CFG, paths)
+    with open(paths.reports_dir / "curves.tsv", newline="") as f:
+        table = list(csv.reader(f, delimiter="\t"))
+    assert table[0] == ["member", *header]
+    expected = [[m, *map(float, r)] for m in ("gru", "bilstm") for r in rows[m]]
+    assert [[r[0], *map(float, r[1:])] for r in table[1:]] == expected
 
 
 def test_main_writes_the_dvc_outputs(workdir: Path) -> None:
     make_labelled_store(workdir / "data/processed/drawings.zarr")
-    make_checkpoint(workdir / "models/model.pt")
+    make_ensemble(Paths.under(workdir), ["gru"])
     evaluate.main(["--params", "params.yaml"])
     # Each output is there and is about this store: 24 val drawings of 6 classes.
     metrics = json.loads((workdir / "metrics/evaluate.json").read_text())

@@ -51,13 +51,17 @@ def test_experiments_keep_and_compare_their_results(repo: Path) -> None:
     for seed in (1, 2):
         out = dvc(repo, "exp", "run", "-S", f"train.seed={seed}")  # no file prefix needed
         assert "Running stage 'download'" not in out  # only what the seed touches reruns
+        assert "Running stage 'preprocess'" not in out
+        for stage in ("train@gru", "blend", "evaluate", "predict"):
+            assert f"Running stage '{stage}'" in out, stage
         names.append(out.split("Ran experiment(s): ")[1].split()[0])
     shown = experiments(json.loads(dvc(repo, "exp", "show", "--json")))
     for name, seed in zip(names, (1, 2), strict=True):
         data = shown[name]
         assert data["params"]["params.yaml"]["data"]["train"]["seed"] == seed
-        for path, key in (("metrics/evaluate.json", "val/map3"), ("dvclive/metrics.json",
-                          "val/map3"), ("metrics/predict.json", "test/map3")):  # fmt: skip
+        for path, key in (("metrics/evaluate.json", "val/map3"), ("dvclive/gru/metrics.json",
+                          "val/map3"), ("metrics/blend.json", "blend/gru/map3"),
+                          ("metrics/predict.json", "test/map3")):  # fmt: skip
             value = data["metrics"][path]["data"][key]
             assert 0 <= value <= 1, (name, path)
 
@@ -79,7 +83,7 @@ def test_experiments_keep_and_compare_their_results(repo: Path) -> None:
     dvc(repo, "exp", "apply", names[0])
     out = dvc(repo, "repro")
     assert "Running stage" not in out, out
-    for stage in ("download", "preprocess", "train", "evaluate", "predict"):
+    for stage in ("download", "preprocess", "train@gru", "blend", "evaluate", "predict"):
         assert f"Stage '{stage}' didn't change" in out
     metrics = json.loads((repo / "metrics" / "evaluate.json").read_text())
     assert metrics["val/map3"] == val["old"]
@@ -96,3 +100,5 @@ def test_the_compare_table_leads_with_the_scores(repo: Path) -> None:
     assert header.split()[:4] == ["experiment", "val/map3", "val/top1", "test/map3"]
     assert header.split()[-1] == "train.seed"  # the only param that differs
     assert len(rows) == 3  # the workspace, the baseline commit, the experiment
+    assert header.split()[5:7] == ["train", "s"]  # every member's training seconds, summed
+    assert all(float(row.split()[5]) > 0 for row in rows)

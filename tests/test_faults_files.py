@@ -44,9 +44,10 @@ HERE = Paths.under(".")  # the repo layout, relative to the cwd (tests chdir int
 GOOD = "[[[0, 10, 20], [5, 15, 25]], [[30], [40]]]"
 TRAIN_HEADER = "countrycode,drawing,key_id,recognized,timestamp,word"
 PRE_CFG = PreprocessConfig(
-    max_per_class=0, val_per_class=2, recognized_only=False, max_points=256, block_size=16,
-    workers=1, seed=0,
+    max_per_class=0, val_per_class=2, blend_per_class=2, recognized_only=False, max_points=256,
+    block_size=16, workers=1, seed=0,
 )  # fmt: skip
+KEPT = ("train", "val", "blend")  # every kept drawing is in one of these
 
 
 def train_row(key: int, word: str = "cat", drawing: str = GOOD) -> str:
@@ -93,7 +94,7 @@ def test_truncated_train_csv_rejects_only_the_cut_row(tmp_path: Path) -> None:
     text = lines(TRAIN_HEADER, *good_lines("cat", 10)) + 'US,"[[[0, 10, 20], [5, 1'
     raw = raw_layout(tmp_path / "raw", {"cat": text}, TEST_OK)
     metrics, _, rejects = preprocess(raw, tmp_path)
-    assert metrics["train/drawings"] + metrics["val/drawings"] == 10
+    assert sum(metrics[f"{s}/drawings"] for s in KEPT) == 10
     assert [(r["file"], r["line"]) for r in rejects] == [("cat.csv", "12")]
     assert rejects[0]["reason"] in ("unparseable", "missing_field")
 
@@ -115,8 +116,8 @@ def test_extra_columns_and_non_utf8_bytes_are_rejected_with_reasons(tmp_path: Pa
         "903": "not_utf8",
         "904": "not_utf8",
     }
-    assert metrics["train/drawings"] + metrics["val/drawings"] == 10
-    keys = np.concatenate([store.split(s).key_ids for s in ("train", "val")])
+    assert sum(metrics[f"{s}/drawings"] for s in KEPT) == 10
+    keys = np.concatenate([store.split(s).key_ids for s in KEPT])
     assert not {901, 902, 903, 904} & set(keys.tolist())
 
 
@@ -154,7 +155,7 @@ def test_hostile_quoting_rejects_the_row_and_never_crashes(tmp_path: Path) -> No
     metrics, store, rejects = preprocess(raw, tmp_path)
     assert {r["reason"] for r in rejects} <= {"unparseable", "missing_field", "bad_key_id"}
     assert {int(r["line"]) for r in rejects if r["file"] == "cat.csv"} >= {12}  # the \r row
-    keys = np.concatenate([store.split(s).key_ids for s in ("train", "val")]).tolist()
+    keys = np.concatenate([store.split(s).key_ids for s in KEPT]).tolist()
     assert set(range(100, 110)) | {908} <= set(keys)  # the good rows on either side survive
     assert store.split("test").key_ids.tolist() == [1, 2, 3]  # no test row is ever dropped
     # rejects.csv lists every problem row once: rejected train rows, flagged test rows.
@@ -385,11 +386,47 @@ def test_checkpoint_with_code_in_it_is_refused_unrun(tmp_path: Path) -> None:
     assert not marker.exists()
 
 
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "truncated",
+        "empty",
+        "zeros",
+        "pickled",
+        "no-about",
+        "unknown-method",
+    ],
+)
+def test_damaged_blend_is_one_clear_error_naming_it(tmp_path: Path, damage: str) -> None:
+    from pipeline.scoring.stacking import Blend, fit_blend
+
+    path = tmp_path / "blend.npz"
+    fit_blend([np.zeros((0, 3))] * 2, np.zeros(0), ["gru", "cnn"], "mean").save(path)
+    data = path.read_bytes()
+    arrays = {"coef": np.full(2, 0.5), "intercept": np.zeros(3)}
+    if damage == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif damage == "empty":
+        path.write_bytes(b"")
+    elif damage == "zeros":
+        path.write_bytes(bytes(len(data)))
+    elif damage == "pickled":  # an object array: loading it would unpickle
+        np.savez(path, **arrays, about=np.array([{"members": ["gru"]}], dtype=object))
+    elif damage == "no-about":
+        np.savez(path, **arrays)
+    else:
+        about = json.dumps({"members": ["gru", "cnn"], "method": "median"})
+        np.savez(path, **arrays, about=np.array(about))
+    with pytest.raises(PipelineError) as err:
+        Blend.load(path)
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
 @pytest.mark.parametrize("damage", ["truncated", "code"])
 def test_damaged_last_checkpoint_restarts_training_with_a_warning(
     tmp_path: Path, params: dict, caplog: pytest.LogCaptureFixture, damage: str
 ) -> None:
-    paths = Paths.under(tmp_path)
+    paths = Paths.under(tmp_path).for_member("gru")  # checkpoints/gru/last.pt
     make_polygon_store(paths.store_path)
     cfg = train_config(params, epochs=1)
     marker = tmp_path / "code-ran"

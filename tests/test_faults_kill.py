@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline import download, evaluate, predict, preprocess, train
+from pipeline import blend, download, evaluate, predict, preprocess, train
 from pipeline.common.config import DownloadConfig, PreprocessConfig, from_dict
 from pipeline.common.paths import Paths
 from pipeline.core.store import DrawingStore
@@ -65,7 +65,10 @@ def install_hook(root: Path) -> None:
 
 
 def stage_cmd(stage: str) -> list[str]:
-    return [sys.executable, "-m", f"pipeline.{stage}", "--params", "params.yaml"]
+    """The stage's command as dvc.yaml runs it: `train@gru` is `pipeline.train --member gru`."""
+    module, _, member = stage.partition("@")
+    command = [sys.executable, "-m", f"pipeline.{module}", "--params", "params.yaml"]
+    return command + (["--member", member] if member else [])
 
 
 def stage_env(root: Path, **extra: str) -> dict[str, str]:
@@ -74,7 +77,7 @@ def stage_env(root: Path, **extra: str) -> dict[str, str]:
 
 
 def start(stage: str, root: Path) -> subprocess.Popen:
-    log = open(root / f"{stage}.log", "ab")  # noqa: SIM115 (closed with the process)
+    log = open(root / f"{stage.replace('@', '-')}.log", "ab")  # noqa: SIM115 (closed with it)
     return subprocess.Popen(stage_cmd(stage), cwd=root, env=stage_env(root), stdout=log,
                             stderr=subprocess.STDOUT)  # fmt: skip
 
@@ -176,7 +179,7 @@ def test_killed_preprocess_keeps_the_old_store_and_reruns_to_the_same_store(
 
 
 def last_state(root: Path) -> dict:
-    return torch.load(root / "checkpoints/last.pt", weights_only=True)["state"]
+    return torch.load(root / "checkpoints/gru/last.pt", weights_only=True)["state"]
 
 
 @pytest.mark.slow
@@ -184,20 +187,21 @@ def test_killed_training_resumes_from_its_last_checkpoint(tmp_path: Path, params
     params["train"].update(epochs=12, threads=1)  # 5 steps per epoch, a checkpoint per epoch
     root = make_root(tmp_path / "repo", params)
     make_polygon_store(root / "data/processed/drawings.zarr")
-    checkpoint = root / "checkpoints/last.pt"
+    checkpoint = root / "checkpoints/gru/last.pt"
+    model = root / "models/members/gru/model.pt"
 
     def a_few_epochs_done() -> bool:
         return checkpoint.is_file() and last_state(root)["step"] >= 15
 
-    proc = start("train", root)
+    proc = start("train@gru", root)
     kill_when(proc, a_few_epochs_done)
     killed = last_state(root)
     assert 15 <= killed["step"] < killed["total_steps"]
-    if (root / "models/model.pt").exists():  # whatever was exported is a whole, loadable model
-        load_model(root / "models/model.pt")
+    if model.exists():  # whatever was exported is a whole, loadable model
+        load_model(model)
 
-    log = finish("train", root)
-    assert f"resuming from checkpoints/last.pt: epoch {killed['epoch']}" in log
+    log = finish("train@gru", root)
+    assert f"resuming from checkpoints/gru/last.pt: epoch {killed['epoch']}" in log
     assert f"step {killed['step']:,}" in log
     done = last_state(root)
     assert done["step"] == done["total_steps"] == 12 * 5
@@ -207,8 +211,8 @@ def test_killed_training_resumes_from_its_last_checkpoint(tmp_path: Path, params
     assert done["history"][: len(killed["history"])] == killed["history"]
     times = [row["time_s"] for row in done["history"]]
     assert times == sorted(times) and times[len(killed["history"])] > killed["elapsed_s"]
-    _, meta = load_model(root / "models/model.pt")
-    summary = json.loads((root / "dvclive/metrics.json").read_text())
+    _, meta = load_model(model)
+    summary = json.loads((root / "dvclive/gru/metrics.json").read_text())
     assert meta["val/map3"] == summary["val/map3"] == max(r["val/map3"] for r in done["history"])
 
 
@@ -225,7 +229,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cwd = Path.cwd()
     os.chdir(root)
     try:
-        for stage in (download, preprocess, train, evaluate, predict):
+        for stage in (download, preprocess, train, blend, evaluate, predict):
             stage.main([])
     finally:
         os.chdir(cwd)
@@ -233,8 +237,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 OUTPUTS = {
-    "evaluate": ["reports/per_class.csv", "reports/confusion.json", "reports/gallery.png",
-                 "metrics/evaluate.json"],
+    "blend": ["models/blend.npz", "metrics/blend.json"],
+    "evaluate": ["reports/per_class.csv", "reports/confusion.json", "reports/confusions.json",
+                 "reports/gallery.png", "reports/curves.tsv", "metrics/evaluate.json"],
     "predict": ["submissions/submission.csv", "metrics/predict.json"],
 }  # fmt: skip
 TIMINGS = ("time_s", "drawings_per_s")
@@ -247,7 +252,7 @@ def content(path: Path) -> object:
     return path.read_bytes()
 
 
-@pytest.mark.parametrize(("stage", "kill_at"), [("evaluate", 3), ("predict", 1)])
+@pytest.mark.parametrize(("stage", "kill_at"), [("blend", 2), ("evaluate", 3), ("predict", 1)])
 def test_killed_between_outputs_no_output_is_partial(
     trained: Path, tmp_path: Path, stage: str, kill_at: int
 ) -> None:

@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import download, evaluate, predict, preprocess, train
+from pipeline import blend, download, evaluate, predict, preprocess, train
 from pipeline.common.config import (
     DownloadConfig,
+    EnsembleConfig,
     EvaluateConfig,
     PredictConfig,
     PreprocessConfig,
@@ -87,6 +88,7 @@ def configs(params: dict, path: Path) -> dict:
             from_dict(PreprocessConfig, params["preprocess"]), val_per_class=4
         ),
         "train": dataclasses.replace(from_dict(TrainConfig, params["train"]), epochs=1, threads=1),
+        "ensemble": from_dict(EnsembleConfig, params["ensemble"]),  # one member, a logreg blend
         "evaluate": from_dict(EvaluateConfig, params["evaluate"]),
         "predict": from_dict(PredictConfig, params["predict"]),
     }
@@ -130,10 +132,13 @@ def test_odd_class_names_a_one_row_class_and_a_huge_drawing_run_end_to_end(
     assert store.classes == sorted(classes)  # names kept exactly, spaces and all
     counts = store.attrs["counts"]
     assert (counts["train"]["one row"], counts["val"]["one row"]) == (1, 0)
+    assert counts["blend"]["one row"] == 0  # so the blend is fitted without that class
     assert metrics["capped_drawings"] == 1
     assert store.split("train").lengths.max() == cfg["preprocess"].max_points
 
-    train.run(cfg["train"], HERE)
+    (member,) = cfg["ensemble"].members
+    train.run(cfg["train"], HERE.for_member(member))
+    blend.run(cfg["ensemble"], HERE)
     evaluate.run(cfg["evaluate"], HERE)
     with open("reports/per_class.csv", newline="", encoding="utf-8") as f:
         # One row per class with val drawings: the one-row class has none (all went to train).
@@ -153,7 +158,9 @@ def test_an_empty_test_file_gives_an_empty_valid_submission(workdir: Path, param
     download.run(cfg["download"], HERE)
     metrics = preprocess.run(cfg["preprocess"], HERE, show_progress=False)
     assert metrics["test/rows"] == 0
-    train.run(cfg["train"], HERE)
+    (member,) = cfg["ensemble"].members
+    train.run(cfg["train"], HERE.for_member(member))
+    blend.run(cfg["ensemble"], HERE)
     predicted = predict.run(cfg["predict"], HERE)
     assert predicted["test/rows"] == 0
     assert Path("submissions/submission.csv").read_text() == "key_id,word\n"

@@ -41,11 +41,14 @@ from pipeline.ingest.reasons import Reason
 from pipeline.models.checkpoint import load_model
 from pipeline.scoring.submission import validate_submission
 from tests.conftest import (
+    CLASSES,
     REPO_DIR,
     make_checkpoint,
+    make_ensemble,
     make_labelled_store,
     make_polygon_store,
     polygon_drawings,
+    random_drawings,
     train_config,
     write_params,
     write_store,
@@ -61,7 +64,7 @@ TRAIN_HEADER = "countrycode,drawing,key_id,recognized,timestamp,word"
 def test_same_counts_other_drawings_is_not_resumed_and_exports_the_new_model(
     tmp_path: Path, params: dict, caplog: pytest.LogCaptureFixture
 ) -> None:
-    paths = Paths.under(tmp_path)
+    paths = Paths.under(tmp_path).for_member("gru")
     make_polygon_store(paths.store_path)
     cfg = train_config(params, epochs=2)
     train.run(cfg, paths, stop_after_steps=3, log_live=False)  # "killed" mid-run
@@ -77,6 +80,22 @@ def test_same_counts_other_drawings_is_not_resumed_and_exports_the_new_model(
     assert "resuming" not in caplog.text
     _, meta = load_model(shifted.model_path)
     assert meta["data"] == {s: new.attrs["digests"][s] for s in ("train", "val")}
+
+
+def test_a_blend_fitted_on_another_class_list_is_refused(tmp_path: Path) -> None:
+    # The members were retrained on data with one more class; the blend is from before.
+    old = Paths.under(tmp_path / "old")
+    make_labelled_store(old.store_path)
+    make_ensemble(old, ["gru", "bilstm"], method="logreg")
+    paths = Paths.under(tmp_path / "new")
+    classes = [*CLASSES, "zebra"]
+    rng = np.random.default_rng(0)
+    val = Drawings.from_strokes(random_drawings(rng, 14), np.arange(14) % 7, np.arange(14))
+    write_store(paths.store_path, classes, {"train": val, "val": val})
+    make_ensemble(paths, ["gru", "bilstm"], classes=classes)
+    paths.blend_path.write_bytes(old.blend_path.read_bytes())
+    with pytest.raises(PipelineError, match=r"blend\.npz.*dvc repro blend"):
+        evaluate.run(from_dict(EvaluateConfig, _section("evaluate"), "evaluate"), paths)
 
 
 def shift_store(src: Path, dst: Path) -> DrawingStore:
@@ -103,7 +122,7 @@ def test_digests_follow_content_not_batching(tmp_path: Path) -> None:
 def test_an_unexpected_last_checkpoint_means_start_fresh(
     tmp_path: Path, params: dict, caplog: pytest.LogCaptureFixture, content: str
 ) -> None:
-    paths = Paths.under(tmp_path)
+    paths = Paths.under(tmp_path).for_member("gru")
     make_polygon_store(paths.store_path)
     cfg = train_config(params, epochs=1)
     last = paths.checkpoint_dir / "last.pt"
@@ -140,6 +159,12 @@ BAD_PARAMS = [
     ("evaluate", "batch_size", 0, ">= 1"),
     ("preprocess", "block_size", 0, ">= 1"),
     ("preprocess", "val_per_class", -1, ">= 0"),
+    ("preprocess", "blend_per_class", -1, ">= 0"),
+    ("train", "image_size", 8, ">= 16"),
+    ("train", "image_size", 1024, "<= 512"),
+    ("ensemble", "regularization", 0, "> 0"),
+    ("ensemble", "batch_size", 0, ">= 1"),
+    ("ensemble", "method", "median", "one of"),
     ("download", "test_fraction", 1.0, "< 1"),
     ("download", "synthetic_classes", 1, ">= 2"),
 ]
@@ -185,7 +210,7 @@ def test_a_missing_chunk_file_is_an_error_not_zeros(
 ) -> None:
     paths = Paths.under(tmp_path)
     make_labelled_store(paths.store_path)
-    make_checkpoint(paths.model_path)
+    make_ensemble(paths)
     chunk = paths.store_path / split / array / "c" / "0"
     chunk.unlink()
     run = evaluate.run if stage == "evaluate" else predict.run
@@ -264,7 +289,7 @@ def _mount_tmpfs(where: Path, options: str) -> bool:
 def test_a_full_or_read_only_disk_ends_predict_with_one_line(workdir: Path, fault: str) -> None:
     # A real file system: a full 64 KiB tmpfs, or a read-only one.
     make_labelled_store(workdir / "data/processed/drawings.zarr", n_test=30)
-    make_checkpoint(workdir / "models/model.pt")
+    make_ensemble(Paths.under(workdir))
     options = "size=64k" if fault == "full" else "ro,size=64k"
     if not _mount_tmpfs(workdir / "submissions", options):
         pytest.skip("mounting a tmpfs needs root (CAP_SYS_ADMIN)")
@@ -376,7 +401,7 @@ def test_an_unparseable_test_key_id_is_predicted_and_written_verbatim(
     metrics = run_preprocess(raw, tmp_path)
     assert (metrics["test/bad_key_ids"], metrics["test/invalid_rows"]) == (1, 0)
     paths = dataclasses.replace(Paths.under(tmp_path), raw_dir=raw)
-    make_checkpoint(paths.model_path, classes=["cat", "dog", "eye"])
+    make_ensemble(paths, classes=["cat", "dog", "eye"])
     predict.run(from_dict(PredictConfig, params["predict"], "predict"), paths)
     keys = [line.split(",")[0] for line in paths.submission_csv.read_text().splitlines()[1:]]
     assert keys == ["7", "x7?", "9"]  # never -1
@@ -391,7 +416,7 @@ def test_non_utf8_bytes_in_country_or_timestamp_reject_the_row(tmp_path: Path) -
     raw = raw_folder(tmp_path / "raw", bad, [f'7,US,"{GOOD}"'])
     metrics = run_preprocess(raw, tmp_path)
     assert metrics["rejected/not_utf8"] == 2 and metrics["rejected_rows"] == 2
-    assert metrics["train/drawings"] + metrics["val/drawings"] == 36
+    assert sum(metrics[f"{s}/drawings"] for s in ("train", "val", "blend")) == 36
     rejects = (tmp_path / "data" / "processed" / "rejects.csv").read_text().splitlines()
     assert [r for r in rejects if r.endswith("not_utf8")] == [
         "cat.csv,14,901,not_utf8", "cat.csv,15,902,not_utf8",

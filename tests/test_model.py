@@ -1,4 +1,5 @@
-"""Models: logits per drawing, unaffected by padding or batch mates; checkpoints round-trip."""
+"""Models: logits per drawing, unaffected by padding or batch mates; checkpoints round-trip (the
+sequence families here; the image family's own checks: test_cnn.py)."""
 
 from __future__ import annotations
 
@@ -10,14 +11,24 @@ import pytest
 import torch
 
 from pipeline.core.drawings import Drawings
-from pipeline.core.features import N_FEATURES, feature_meta
+from pipeline.core.encoders import Encoder
+from pipeline.core.features import N_FEATURES
 from pipeline.models import MODELS, build_model
 from pipeline.models.checkpoint import load_model
+from pipeline.models.cnn import ImageConfig
 from pipeline.models.inference import predict_proba
 from pipeline.models.layers import masked_pool
-from pipeline.models.rnn import SequenceConfig
+from pipeline.models.rnn import SequenceClassifier, SequenceConfig
 
 N_CLASSES = 7
+# The families fed per-point feature sequences, (B, T, F) padded: what padding checks apply to.
+SEQUENCE_MODELS = sorted(m for m, cls in MODELS.items() if issubclass(cls, SequenceClassifier))
+
+
+def test_every_family_is_fed_points_or_images() -> None:
+    kinds = {m: cls.input_kind for m, cls in MODELS.items()}
+    assert kinds == {"gru": "points", "bilstm": "points", "cnn": "image"}
+    assert SEQUENCE_MODELS == ["bilstm", "gru"]
 
 
 def small_config(model: str, **changes: object) -> SequenceConfig:
@@ -37,7 +48,7 @@ def random_batch(lengths: list[int], seed: int = 0) -> tuple[torch.Tensor, torch
     return x, torch.tensor(lengths)
 
 
-@pytest.mark.parametrize("model", sorted(MODELS))
+@pytest.mark.parametrize("model", SEQUENCE_MODELS)
 @pytest.mark.parametrize("pooling", ["sum", "mean", "max", "meanmax"])
 def test_forward_gives_logits_per_drawing(model: str, pooling: str) -> None:
     net = build_model(small_config(model, pooling=pooling))
@@ -45,7 +56,7 @@ def test_forward_gives_logits_per_drawing(model: str, pooling: str) -> None:
     assert net(x, lengths).shape == (4, N_CLASSES)
 
 
-@pytest.mark.parametrize("model", sorted(MODELS))
+@pytest.mark.parametrize("model", SEQUENCE_MODELS)
 @pytest.mark.parametrize("stride", [1, 2])
 def test_logits_do_not_depend_on_padding_or_batch_mates(model: str, stride: int) -> None:
     net = build_model(small_config(model, conv_stride=stride)).eval()
@@ -97,7 +108,14 @@ def test_even_kernel_is_refused() -> None:
 
 
 def save_checkpoint(path: Path, model: str = "gru") -> torch.nn.Module:
-    cfg = small_config(model)
+    """A small checkpoint of family `model`: a sequence model fed points of at most 32 points,
+    or a resnet10t fed 32-pixel images of them."""
+    if model == "cnn":
+        cfg = ImageConfig(model="cnn", n_classes=N_CLASSES, image_size=32, backbone="resnet10t",
+                          dropout=0.0)  # fmt: skip
+        encoder = Encoder("image", max_points=32, image_size=32)
+    else:
+        cfg, encoder = small_config(model), Encoder("points", max_points=32)
     net = build_model(cfg).eval()
     meta = {
         "classes": [f"c{i}" for i in range(N_CLASSES)],
@@ -109,7 +127,7 @@ def save_checkpoint(path: Path, model: str = "gru") -> torch.nn.Module:
             "aug_stroke_dropout": 0.1,
         },
         "model_cfg": cfg.to_dict(),
-        "features": feature_meta(max_points=32),
+        "features": encoder.meta(),
     }
     torch.save({"model": net.state_dict(), "meta": meta}, path)
     return net
@@ -125,8 +143,11 @@ def drawings(n: int, seed: int = 0) -> Drawings:
     return Drawings.from_strokes(items)
 
 
-def test_checkpoint_loads_with_weights_only_and_predicts_in_input_order(tmp_path: Path) -> None:
-    save_checkpoint(tmp_path / "m.pt")
+@pytest.mark.parametrize("model", ["gru", "cnn"])
+def test_checkpoint_loads_with_weights_only_and_predicts_in_input_order(
+    tmp_path: Path, model: str
+) -> None:
+    save_checkpoint(tmp_path / "m.pt", model)
     model, meta = load_model(tmp_path / "m.pt")
     batch = drawings(23)
     proba = predict_proba(model, meta, batch, batch_size=4)  # sorted by length inside
@@ -138,8 +159,9 @@ def test_checkpoint_loads_with_weights_only_and_predicts_in_input_order(tmp_path
         np.testing.assert_allclose(alone[0], proba[i], rtol=1e-4, atol=1e-6)
 
 
-def test_tta_is_seeded_and_averages_augmented_passes(tmp_path: Path) -> None:
-    save_checkpoint(tmp_path / "m.pt", "bilstm")
+@pytest.mark.parametrize("model", ["bilstm", "cnn"])
+def test_tta_is_seeded_and_averages_augmented_passes(tmp_path: Path, model: str) -> None:
+    save_checkpoint(tmp_path / "m.pt", model)
     model, meta = load_model(tmp_path / "m.pt")
     batch = drawings(12)
     plain = predict_proba(model, meta, batch, 8)

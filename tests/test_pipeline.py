@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import download, evaluate, predict, preprocess, train
+from pipeline import blend, download, evaluate, predict, preprocess, train
 from pipeline.core.store import DrawingStore
 from pipeline.models.checkpoint import load_model
 from pipeline.models.inference import predict_proba
@@ -20,12 +20,13 @@ from tests.conftest import (
     REPO_DIR,
     clone_repo,
     reference_apk,
+    reference_blend,
     reference_scores,
     reference_top_k,
     write_params,
 )
 
-STAGES = (download, preprocess, train, evaluate, predict)
+STAGES = (download, preprocess, train, blend, evaluate, predict)
 
 
 def run_stages(root: Path) -> None:
@@ -56,21 +57,31 @@ def test_offline_pipeline_writes_a_valid_submission(workdir: Path, params: dict)
     )
     n_test = len((workdir / "data/raw/test_simplified.csv").read_text().splitlines()) - 1
     assert n_rows == n_test == params["download"]["synthetic_test_per_class"] * len(classes)
-    for stage in ("download", "preprocess", "evaluate", "predict"):
+    for stage in ("download", "preprocess", "blend", "evaluate", "predict"):
         assert (workdir / "metrics" / f"{stage}.json").is_file(), stage
-    assert (workdir / "dvclive/metrics.json").is_file()
+    assert params["ensemble"]["members"] == ["gru"]  # tiny params: one member, one train run
+    assert (workdir / "dvclive/gru/metrics.json").is_file()
     assert (workdir / "reports/gallery.png").is_file()
-    # evaluate scored the exported model on the stored val split (val_per_class per class):
-    # recompute that from the two files, ranking and scoring independently.
-    val = read_json(workdir / "metrics/evaluate.json")
-    drawings = DrawingStore(workdir / "data/processed/drawings.zarr").split("val").read()
+    # The blend was fitted on its own split (blend_per_class per class), held out from training.
+    store = DrawingStore(workdir / "data/processed/drawings.zarr")
     n_classes = params["download"]["synthetic_classes"]
+    fitted = read_json(workdir / "metrics/blend.json")
+    assert fitted["blend/drawings"] == len(store.split("blend"))
+    assert fitted["blend/drawings"] == params["preprocess"]["blend_per_class"] * n_classes
+    # evaluate scored the exported member and the fitted blend on the stored val split
+    # (val_per_class per class): recompute that from the files, combining the member's
+    # probabilities by the blend file's coefficients, ranking and scoring independently.
+    val = read_json(workdir / "metrics/evaluate.json")
+    drawings = store.split("val").read()
     assert val["val/drawings"] == len(drawings) == params["preprocess"]["val_per_class"] * n_classes
-    model, meta = load_model(workdir / "models/model.pt")
+    model, meta = load_model(workdir / "models/members/gru/model.pt")
     proba = predict_proba(model, meta, drawings, batch_size=64)
-    expected = reference_scores(reference_top_k(proba), drawings.labels)
+    blended = reference_blend(workdir / "models/blend.npz", [proba])
+    expected = reference_scores(reference_top_k(blended), drawings.labels)
+    member = reference_scores(reference_top_k(proba), drawings.labels)
     for name in ("map3", "top1", "top3"):
         assert val[f"val/{name}"] == pytest.approx(expected[name]), name
+        assert val[f"val/gru/{name}"] == pytest.approx(member[name]), name
     # The store kept test labels from test_solution.csv, so predict scored itself; check it.
     test_map3 = read_json(workdir / "metrics/predict.json")["test/map3"]
     expected_map3 = score_submission(
@@ -88,6 +99,7 @@ def test_kaggle16_local_beats_chance_by_far(
     defaults = __import__("yaml").safe_load((REPO_DIR / "params.yaml").read_text())
     fresh["train"] = defaults["train"] | {"time_budget_s": 120, "epochs": 1000}
     fresh["preprocess"] = defaults["preprocess"] | {"workers": 2}
+    fresh["ensemble"] = defaults["ensemble"] | {"members": ["gru"]}  # the bar is one gru's
     fresh["download"] |= {"source": "local", "path": str(kaggle16_dir)}
     write_params(workdir, fresh)
 
@@ -132,7 +144,8 @@ def test_dvc_repro_metrics_and_plots(tmp_path: Path, params: dict) -> None:
     flipped = str(not params["predict"]["prior_correction"]).lower()
     out = run("exp", "run", "-S", f"predict.prior_correction={flipped}")
     assert "Running stage 'predict'" in out
-    assert "Running stage 'train'" not in out and "Running stage 'preprocess'" not in out
+    for stage in ("preprocess", "train@gru", "blend", "evaluate"):
+        assert f"Running stage '{stage}'" not in out, stage
 
 
 def test_outputs_follow_the_umask_not_temp_file_permissions(workdir: Path) -> None:

@@ -1,4 +1,5 @@
-"""Predict answers every test row in file order, with fallbacks, ensembling, TTA and priors."""
+"""Predict answers every test row in file order with the blend of the ensemble's members, with
+fallbacks, TTA and priors, and scores each option when the test labels are known."""
 
 from __future__ import annotations
 
@@ -21,8 +22,10 @@ from pipeline.scoring.submission import validate_submission
 from tests.conftest import (
     CLASSES,
     make_checkpoint,
+    make_ensemble,
     make_labelled_store,
     reference_balance,
+    reference_blend,
     reference_scores,
     reference_top_k,
     write_store,
@@ -32,7 +35,7 @@ INVALID = (3, 17)  # test rows stored empty (valid=False), as preprocess stores 
 
 
 def predict_cfg(**overrides: object) -> PredictConfig:
-    raw = {"batch_size": 8, "ensemble": [], "tta": 0, "prior_correction": False, "seed": 0}
+    raw = {"batch_size": 8, "tta": 0, "prior_correction": False, "seed": 0}
     return from_dict(PredictConfig, raw | overrides, "predict")
 
 
@@ -67,8 +70,12 @@ def submitted_classes(path: Path) -> list[list[int]]:
 def paths(tmp_path: Path) -> Paths:
     paths = Paths.under(tmp_path)
     make_labelled_store(paths.store_path, invalid=INVALID)
-    make_checkpoint(paths.model_path)
+    make_ensemble(paths, ["gru"])  # one member, blended by the mean: the member itself
     return paths
+
+
+def gru_path(paths: Paths) -> Path:
+    return paths.for_member("gru").model_path
 
 
 def run_predict(paths: Paths, **overrides: object) -> dict[str, float]:
@@ -98,7 +105,7 @@ def test_unparsable_rows_get_the_most_frequent_training_classes(paths: Paths) ->
 
 def test_valid_rows_are_the_models_top3(paths: Paths) -> None:
     run_predict(paths)
-    expected = reference_top_k(model_test_proba(paths.model_path, paths.store_path))
+    expected = reference_top_k(model_test_proba(gru_path(paths), paths.store_path))
     got = submitted_classes(paths.submission_csv)
     for i, classes in enumerate(got):
         if i not in INVALID:
@@ -120,17 +127,21 @@ def test_scores_itself_when_the_store_has_test_labels(paths: Paths) -> None:
 def test_no_test_metrics_without_labels(tmp_path: Path) -> None:
     paths = Paths.under(tmp_path)
     make_labelled_store(paths.store_path, test_labels=False)
-    make_checkpoint(paths.model_path)
+    make_ensemble(paths, ["gru"])
     metrics = run_predict(paths)
     assert "test/map3" not in metrics and metrics["fallback_rows"] == 0
+    assert not [k for k in metrics if k.startswith("test/") and k.endswith("map3")]
 
 
-def test_ensemble_averages_probabilities(paths: Paths, tmp_path: Path) -> None:
-    other = make_checkpoint(tmp_path / "bilstm.pt", model="bilstm", seed=1)
-    metrics = run_predict(paths, ensemble=[str(other)])
-    probas = [model_test_proba(path, paths.store_path) for path in (paths.model_path, other)]
+def test_a_mean_blend_averages_the_members_probabilities(tmp_path: Path) -> None:
+    paths = Paths.under(tmp_path)
+    make_labelled_store(paths.store_path, invalid=INVALID)
+    make_ensemble(paths, ["gru", "bilstm"], method="mean")
+    metrics = run_predict(paths)
+    probas = [model_test_proba(paths.for_member(m).model_path, paths.store_path)
+              for m in ("gru", "bilstm")]  # fmt: skip
     expected = reference_top_k((probas[0] + probas[1]) / 2)
-    assert metrics["models"] == 2
+    assert metrics["members"] == 2
     # Averaging really changed something: the two models disagree on some row.
     assert (probas[0].argmax(1) != probas[1].argmax(1)).any()
     got = submitted_classes(paths.submission_csv)
@@ -139,20 +150,73 @@ def test_ensemble_averages_probabilities(paths: Paths, tmp_path: Path) -> None:
             assert classes == expected[i], i
 
 
-def test_ensemble_refuses_a_model_with_other_classes(paths: Paths, tmp_path: Path) -> None:
-    other = make_checkpoint(tmp_path / "other.pt", classes=[*CLASSES[:-1], "zebra"])
-    with pytest.raises(PipelineError, match="different class list"):
-        run_predict(paths, ensemble=[str(other)])
+def test_members_of_both_input_kinds_blend(tmp_path: Path) -> None:
+    # A sequence member (point features) and an image member (rendered drawings), as the
+    # repo's params list them, averaged: each fed what it was trained on.
+    paths = Paths.under(tmp_path)
+    make_labelled_store(paths.store_path, invalid=INVALID)
+    make_ensemble(paths, ["gru", "cnn"], method="mean")
+    run_predict(paths)
+    probas = [model_test_proba(paths.for_member(m).model_path, paths.store_path)
+              for m in ("gru", "cnn")]  # fmt: skip
+    expected = reference_top_k((probas[0] + probas[1]) / 2)
+    got = submitted_classes(paths.submission_csv)
+    assert [got[i] for i in range(len(got)) if i not in INVALID] == [
+        expected[i] for i in range(len(got)) if i not in INVALID
+    ]
 
 
-def test_missing_ensemble_member_names_the_param(paths: Paths, tmp_path: Path) -> None:
-    with pytest.raises(PipelineError, match=r"predict\.ensemble"):
-        run_predict(paths, ensemble=[str(tmp_path / "nope.pt")])
+def test_every_option_is_scored_on_the_labelled_rows(tmp_path: Path) -> None:
+    # test/<x>/map3 and test/<x>/prior/map3 for each member, the mean and the (fitted) blend:
+    # what each would have scored on the valid labelled rows, each computed independently.
+    paths = Paths.under(tmp_path)
+    make_labelled_store(paths.store_path, invalid=INVALID)
+    make_ensemble(paths, ["gru", "bilstm"], method="logreg")
+    metrics = run_predict(paths)
+    test = DrawingStore(paths.store_path).split("test")
+    keep = np.flatnonzero(test.valid)
+    labels = test.labels[keep].astype(np.int64)
+    members = {m: model_test_proba(paths.for_member(m).model_path, paths.store_path)[keep]
+               for m in ("gru", "bilstm")}  # fmt: skip
+    options = members | {
+        "mean": (members["gru"] + members["bilstm"]) / 2,
+        "blend": reference_blend(paths.blend_path, list(members.values())),
+    }
+    for name, proba in options.items():
+        plain = reference_scores(reference_top_k(proba), labels)["map3"]
+        prior = reference_scores(reference_top_k(reference_balance(proba)), labels)["map3"]
+        assert metrics[f"test/{name}/map3"] == pytest.approx(plain), name
+        assert metrics[f"test/{name}/prior/map3"] == pytest.approx(prior), name
+    # The blend is no copy of the mean, and the submission is the blend's top 3.
+    assert not np.allclose(options["blend"], options["mean"], atol=1e-3)
+    got = submitted_classes(paths.submission_csv)
+    expected = reference_top_k(options["blend"])
+    assert [got[i] for i in keep.tolist()] == expected
+
+
+def test_a_member_with_other_classes_is_refused(tmp_path: Path) -> None:
+    paths = Paths.under(tmp_path)
+    make_labelled_store(paths.store_path)
+    make_ensemble(paths, ["gru", "bilstm"])
+    make_checkpoint(paths.for_member("bilstm").model_path, model="bilstm",
+                    classes=[*CLASSES[:-1], "zebra"])  # fmt: skip
+    with pytest.raises(PipelineError, match=r"members/bilstm/model\.pt was trained on a "
+                                            r"different class list"):  # fmt: skip
+        run_predict(paths)
+
+
+def test_a_missing_member_is_named(paths: Paths) -> None:
+    # The blend names a member whose model is not there (never trained, or deleted).
+    make_ensemble(paths, ["gru", "bilstm"])
+    paths.for_member("bilstm").model_path.unlink()
+    with pytest.raises(PipelineError, match=r"no model for member 'bilstm'.*dvc repro"):
+        run_predict(paths)
+    assert not paths.submission_csv.exists()
 
 
 def test_tta_is_reproducible_and_changes_probabilities(paths: Paths) -> None:
     drawings = DrawingStore(paths.store_path).split("test").read()
-    model, meta = load_model(paths.model_path)
+    model, meta = load_model(gru_path(paths))
     plain = predict_proba(model, meta, drawings, batch_size=8)
     tta_a = predict_proba(model, meta, drawings, batch_size=8, tta=2, seed=5)
     tta_b = predict_proba(model, meta, drawings, batch_size=8, tta=2, seed=5)
@@ -166,7 +230,7 @@ def test_tta_is_reproducible_and_changes_probabilities(paths: Paths) -> None:
 
 def test_probabilities_do_not_depend_on_batch_size(paths: Paths) -> None:
     drawings = DrawingStore(paths.store_path).split("test").read()
-    model, meta = load_model(paths.model_path)
+    model, meta = load_model(gru_path(paths))
     one_batch = predict_proba(model, meta, drawings, batch_size=64)
     np.testing.assert_allclose(predict_proba(model, meta, drawings, batch_size=7), one_batch,
                                atol=1e-6)  # fmt: skip
@@ -179,7 +243,7 @@ def test_prior_correction_is_applied_to_valid_rows(paths: Paths) -> None:
     run_predict(paths, prior_correction=True)
     test = DrawingStore(paths.store_path).split("test")
     keep = np.flatnonzero(test.valid)
-    model, meta = load_model(paths.model_path)
+    model, meta = load_model(gru_path(paths))
     proba = predict_proba(model, meta, test.read().take(keep), batch_size=8)
     balanced = reference_balance(proba)
     got = submitted_classes(paths.submission_csv)
@@ -198,10 +262,10 @@ def test_too_few_classes_for_three_labels(tmp_path: Path) -> None:
         predict.run(predict_cfg(), paths)
 
 
-def test_missing_model_says_to_train(tmp_path: Path) -> None:
+def test_missing_blend_says_to_run_the_blend_stage(tmp_path: Path) -> None:
     paths = Paths.under(tmp_path)
     make_labelled_store(paths.store_path)
-    with pytest.raises(PipelineError, match="dvc repro train"):
+    with pytest.raises(PipelineError, match=r"no blend at \S*blend\.npz.*dvc repro blend"):
         predict.run(predict_cfg(), paths)
 
 
@@ -213,7 +277,7 @@ def test_fallback_is_the_three_most_frequent_training_classes(tmp_path: Path) ->
 
 def test_main_runs_from_the_repo_layout(workdir: Path) -> None:
     make_labelled_store(workdir / "data/processed/drawings.zarr", invalid=(0,))
-    make_checkpoint(workdir / "models/model.pt")
+    make_ensemble(Paths.under(workdir), ["gru"])
     predict.main(["--params", "params.yaml"])
     metrics = json.loads((workdir / "metrics/predict.json").read_text())
     assert metrics["test/rows"] == 30 and metrics["fallback_rows"] == 1

@@ -1,5 +1,5 @@
-"""The preprocess stage: CSV -> store -> the same strokes, class-balanced blocks, a balanced and
-deterministic val split, every bad row rejected with its reason, no test row ever lost."""
+"""The preprocess stage: CSV -> store -> the same strokes, class-balanced blocks, balanced and
+deterministic val and blend splits, every bad row rejected with its reason, no test row lost."""
 
 from __future__ import annotations
 
@@ -21,9 +21,10 @@ from pipeline.preprocess import main, run
 from tests.conftest import write_params
 
 CFG = PreprocessConfig(
-    max_per_class=0, val_per_class=10, recognized_only=False, max_points=256, block_size=64,
-    workers=1, seed=0,
+    max_per_class=0, val_per_class=10, blend_per_class=10, recognized_only=False, max_points=256,
+    block_size=64, workers=1, seed=0,
 )  # fmt: skip
+HELD_OUT = ("train", "val", "blend")  # the labelled splits, every kept drawing in one of them
 TRAIN_HEADER = ["countrycode", "drawing", "key_id", "recognized", "timestamp", "word"]
 GOOD = json.dumps([[[0, 10, 20], [5, 15, 25]], [[30], [40]]])
 
@@ -63,12 +64,9 @@ def kaggle16_store(kaggle16_dir: Path, tmp_path_factory: pytest.TempPathFactory)
 
 def test_round_trip_gives_back_the_csv_strokes_exactly(kaggle16_dir: Path, kaggle16_store) -> None:
     metrics, store = kaggle16_store
-    train, val = store.split("train"), store.split("val")
-    assert (
-        metrics["train/drawings"] + metrics["val/drawings"] == 10_000 == metrics["train/rows_read"]
-    )
+    assert sum(metrics[f"{s}/drawings"] for s in HELD_OUT) == 10_000 == metrics["train/rows_read"]
     by_key = {}
-    for split in (train, val):
+    for split in map(store.split, HELD_OUT):
         d, country = split.read(), unpack_country(split.column("country"))
         by_key.update({int(k): (d, i, country[i]) for i, k in enumerate(d.key_ids)})
     for path in sorted((kaggle16_dir / "train_simplified").glob("*.csv")):
@@ -118,21 +116,74 @@ def test_the_reference_hash_is_splitmix64() -> None:
     assert splitmix64(0x9E3779B97F4A7C15) == 0x6E789E6AA1B965F4
 
 
-def val_keys(keys: list[int], n_val: int, seed: int) -> set[int]:
-    """The n_val key_ids with the smallest splitmix64(key_id ^ splitmix64(seed))."""
+def val_keys(keys: list[int], n_val: int, seed: int, skip: int = 0) -> set[int]:
+    """The n_val key_ids with the smallest splitmix64(key_id ^ splitmix64(seed)), after the
+    `skip` smallest."""
     mix = splitmix64(seed)
-    return set(sorted(keys, key=lambda k: splitmix64((k & MASK64) ^ mix))[:n_val])
+    return set(sorted(keys, key=lambda k: splitmix64((k & MASK64) ^ mix))[skip : skip + n_val])
 
 
 def test_val_split_is_balanced_and_chosen_by_key_hash(kaggle16_store) -> None:
     _, store = kaggle16_store
-    val, train = store.split("val"), store.split("train")
+    val, train, blend = store.split("val"), store.split("train"), store.split("blend")
     assert np.bincount(val.labels).tolist() == [10] * 16
     assert not set(val.key_ids.tolist()) & set(train.key_ids.tolist())
     # For each class, the val key_ids are the 10 of that class with the smallest hash.
     for c in range(16):
-        keys = train.key_ids[train.labels == c].tolist() + val.key_ids[val.labels == c].tolist()
+        keys = [k for s in (train, val, blend) for k in s.key_ids[s.labels == c].tolist()]
         assert val_keys(keys, 10, CFG.seed) == set(val.key_ids[val.labels == c].tolist()), c
+
+
+def test_blend_split_is_balanced_disjoint_and_the_next_hashes(kaggle16_store) -> None:
+    # The blend stage fits on drawings no member trained on or chose its checkpoint by.
+    metrics, store = kaggle16_store
+    train, val, blend = (store.split(s) for s in HELD_OUT)
+    assert np.bincount(blend.labels, minlength=16).tolist() == [10] * 16
+    assert metrics["blend/drawings"] == len(blend) == 160
+    assert store.attrs["counts"]["blend"] == dict.fromkeys(store.classes, 10)
+    blend_keys = set(blend.key_ids.tolist())
+    assert len(blend_keys) == 160
+    assert not blend_keys & set(val.key_ids.tolist())
+    assert not blend_keys & set(train.key_ids.tolist())
+    # For each class, the blend key_ids are the 10 after val's 10 in the hash order.
+    for c in range(16):
+        keys = [k for s in (train, val, blend) for k in s.key_ids[s.labels == c].tolist()]
+        got = set(blend.key_ids[blend.labels == c].tolist())
+        assert val_keys(keys, 10, CFG.seed, skip=10) == got, c
+
+
+def test_val_does_not_change_with_blend_per_class(tmp_path: Path) -> None:
+    # Growing (or dropping) the blend split takes drawings from train, never from val: each
+    # member's checkpoint choice stays comparable across blend sizes.
+    rng = np.random.default_rng(3)
+    classes = {w: [["US", GOOD, str(k), "True", w] for k in rng.choice(10**12, 100, replace=False)]
+               for w in ("cat", "dog", "eye")}  # fmt: skip
+    raw = write_raw(tmp_path / "raw", classes, [["1", "US", GOOD]])
+    stores = {n: preprocess(raw, tmp_path / f"blend{n}", dataclasses.replace(
+        CFG, val_per_class=8, blend_per_class=n))[1] for n in (0, 5, 12)}  # fmt: skip
+    for n, store in stores.items():
+        val, train, blend = store.split("val"), store.split("train"), store.split("blend")
+        assert len(blend) == 3 * n and np.bincount(blend.labels, minlength=3).tolist() == [n] * 3
+        assert len(val) + len(train) + len(blend) == 300
+        for name in ("points", "offsets", "label", "key_id"):
+            np.testing.assert_array_equal(val.group[name][:], stores[0].split("val").group[name][:],
+                                          err_msg=f"blend_per_class={n}: val/{name}")  # fmt: skip
+    # The drawings a bigger blend split adds all come from train.
+    small, big = (set(stores[n].split("blend").key_ids.tolist()) for n in (5, 12))
+    assert small < big
+    assert big - small <= set(stores[5].split("train").key_ids.tolist())
+
+
+def test_a_small_class_gives_at_most_a_fifth_to_val_and_to_blend(tmp_path: Path) -> None:
+    rows = {"cat": good_rows("cat", 30, 100), "dog": good_rows("dog", 200, 500)}
+    raw = write_raw(tmp_path / "raw", rows, [["1", "US", GOOD]])
+    cfg = dataclasses.replace(CFG, val_per_class=10, blend_per_class=20)
+    metrics, store = preprocess(raw, tmp_path, cfg)
+    counts = store.attrs["counts"]
+    assert counts["val"] == {"cat": 6, "dog": 10}  # a fifth of 30 is 6
+    assert counts["blend"] == {"cat": 6, "dog": 20}
+    assert counts["train"] == {"cat": 18, "dog": 170}
+    assert metrics["val/short_classes"] == 1
 
 
 def test_test_rows_keep_file_order_and_solution_labels(kaggle16_dir: Path, kaggle16_store) -> None:
@@ -185,7 +236,7 @@ def assert_same_store(a: DrawingStore, b: DrawingStore) -> None:
     attrs_a["params"] = {**attrs_a["params"], "workers": None}
     attrs_b["params"] = {**attrs_b["params"], "workers": None}
     assert attrs_a == attrs_b
-    for split in ("train", "val", "test"):
+    for split in (*HELD_OUT, "test"):
         ga, gb = a.root[split], b.root[split]
         assert dict(ga.attrs) == dict(gb.attrs)
         for name in ("points", "offsets", "label", "key_id", "country", "recognized", "valid"):
@@ -223,7 +274,7 @@ def test_every_bad_row_kind_is_rejected_with_its_reason(tmp_path: Path) -> None:
     }
     assert {r: metrics[f"rejected/{r}"] for r in expected} == expected
     assert metrics["rejected_rows"] == 10
-    assert metrics["train/drawings"] + metrics["val/drawings"] == 60
+    assert sum(metrics[f"{s}/drawings"] for s in HELD_OUT) == 60
     with open(tmp_path / "data" / "processed" / "rejects.csv", newline="") as f:
         rejects = list(csv.DictReader(f))
     assert len(rejects) == 10 and {r["file"] for r in rejects} == {"cat.csv"}
@@ -263,9 +314,9 @@ def test_recognized_only_and_max_per_class_filter(tmp_path: Path) -> None:
     )
     cfg = dataclasses.replace(CFG, recognized_only=True, max_per_class=15, val_per_class=5)
     metrics, store = preprocess(raw, tmp_path, cfg)
-    train, val = store.split("train"), store.split("val")
-    assert (np.bincount(train.labels) + np.bincount(val.labels)).tolist() == [15, 15]
-    assert (train.column("recognized") == 1).all()
+    splits = [store.split(s) for s in HELD_OUT]
+    assert sum(np.bincount(s.labels, minlength=2) for s in splits).tolist() == [15, 15]
+    assert all((s.column("recognized") == 1).all() for s in splits)
     assert metrics["filtered/not_recognized"] == 15  # cat rows read until 15 recognised were kept
     assert metrics["rejected_rows"] == 0
 
@@ -282,7 +333,7 @@ def test_bom_crlf_quoted_newlines_and_column_order_are_read(tmp_path: Path) -> N
     (raw / "test_simplified.csv").write_text(f'key_id,countrycode,drawing\n1,US,"{GOOD}"\n')
     metrics, store = preprocess(raw, tmp_path)
     assert metrics["rejected_rows"] == 0
-    assert metrics["train/drawings"] + metrics["val/drawings"] == 30
+    assert sum(metrics[f"{s}/drawings"] for s in HELD_OUT) == 30
     d = store.split("train").read()
     assert all(d.strokes(i) == [([0, 10, 20], [5, 15, 25]), ([30], [40])] for i in range(len(d)))
 
@@ -325,7 +376,8 @@ def test_stage_cli_writes_outputs_where_dvc_expects_them(workdir: Path, params: 
     write_params(workdir, params)
     main(["--params", "params.yaml"])
     metrics = json.loads((workdir / "metrics" / "preprocess.json").read_text())
-    assert metrics["train/drawings"] + metrics["val/drawings"] == 60
+    assert sum(metrics[f"{s}/drawings"] for s in HELD_OUT) == 60
+    assert metrics["blend/drawings"] == 2 * 6  # tiny params: 10 per class, capped at 30 / 5
     assert (workdir / "data" / "processed" / "rejects.csv").is_file()
     assert DrawingStore(workdir / "data" / "processed" / "drawings.zarr").classes == [
         "cat",

@@ -13,11 +13,22 @@ import torch
 from pipeline.common.errors import ConfigError
 from pipeline.common.paths import Paths
 from pipeline.core.batches import TrainBatches, make_loader, shard_blocks
+from pipeline.core.encoders import Encoder
 from pipeline.core.features import Augment
+from pipeline.core.store import DrawingStore
 from pipeline.models.checkpoint import load_model
+from pipeline.models.inference import predict_proba
 from pipeline.train import main, run
 from pipeline.training.schedule import budget_steps, lr_at
-from tests.conftest import make_polygon_store, train_config, write_params
+from tests.conftest import (
+    make_polygon_store,
+    reference_scores,
+    reference_top_k,
+    train_config,
+    write_params,
+)
+
+POINTS = Encoder("points", 64)  # per-point features of at most 64 points
 
 
 @pytest.fixture
@@ -25,9 +36,12 @@ def store_path(tmp_path: Path) -> Path:
     return make_polygon_store(tmp_path / "drawings.zarr")
 
 
-def run_paths(root: Path, store_path: Path) -> Paths:
-    """The layout under `root`, reading the store at `store_path`."""
-    return dataclasses.replace(Paths.under(root), processed_dir=store_path.parent)
+def run_paths(root: Path, store_path: Path, member: str = "gru") -> Paths:
+    """Member `member`'s layout under `root` (as `train@<member>` writes it), reading the store
+    at `store_path`."""
+    return dataclasses.replace(Paths.under(root), processed_dir=store_path.parent).for_member(
+        member
+    )
 
 
 def final_weights(checkpoint_dir: Path) -> dict[str, torch.Tensor]:
@@ -61,7 +75,7 @@ def test_budget_steps_fit_the_budget_at_the_measured_rate(
 
 
 def test_batches_cover_the_shard_once_bucketed_and_differ_by_epoch(store_path: Path) -> None:
-    data = TrainBatches(store_path, "train", [0, 1, 2, 3, 4], 16, 2, 64, None, seed=0)
+    data = TrainBatches(store_path, "train", [0, 1, 2, 3, 4], 16, 2, POINTS, None, seed=0)
     data.set_epoch(0)
     epoch0 = list(data)
     assert len(epoch0) == data.n_batches(0)
@@ -77,7 +91,7 @@ def test_batches_cover_the_shard_once_bucketed_and_differ_by_epoch(store_path: P
 
 def test_augmented_batches_are_the_same_whatever_the_worker_count(store_path: Path) -> None:
     aug = Augment(scale=0.1, rotate_deg=10, stroke_dropout=0.2)
-    data = TrainBatches(store_path, "train", [0, 1, 2], 16, 2, 64, aug, seed=0)
+    data = TrainBatches(store_path, "train", [0, 1, 2], 16, 2, POINTS, aug, seed=0)
     one = [x for x, _, _ in make_loader(data, 0, False)]
     two = [x for x, _, _ in make_loader(data, 2, False)]
     assert all(torch.equal(a, b) for a, b in zip(one, two, strict=True))
@@ -157,14 +171,50 @@ def test_stage_runs_from_the_repo_root_with_default_paths(workdir: Path, params:
     params["train"] |= {"epochs": 1, "threads": 1}
     write_params(workdir, params)
     make_polygon_store(workdir / "data" / "processed" / "drawings.zarr")
-    main([])
+    main(["--member", "gru"])  # as `dvc repro train@gru` runs it
     # One epoch of 160 drawings in batches of 32: 5 steps, the exported model the one logged.
-    _, meta = load_model(workdir / "models" / "model.pt")
+    _, meta = load_model(workdir / "models" / "members" / "gru" / "model.pt")
     assert meta["classes"] == ["shape0", "shape1", "shape2", "shape3"]
-    state = torch.load(workdir / "checkpoints" / "last.pt", weights_only=True)["state"]
+    state = torch.load(workdir / "checkpoints" / "gru" / "last.pt", weights_only=True)["state"]
     assert state["step"] == state["total_steps"] == 5 and state["finished"]
-    summary = json.loads((workdir / "dvclive" / "metrics.json").read_text())
+    summary = json.loads((workdir / "dvclive" / "gru" / "metrics.json").read_text())
     assert summary["val/map3"] == meta["val/map3"] and summary["steps"] == 5
+    assert not (workdir / "models" / "model.pt").exists()  # nothing outside the member's places
+
+
+def test_without_a_member_every_member_is_trained_with_its_own_params(
+    workdir: Path, params: dict
+) -> None:
+    # `python -m pipeline.train`: each of ensemble.members in turn, `members.<name>` on top of
+    # `train` (a member named after no family says which it is).
+    params["train"] |= {"epochs": 1, "threads": 1}
+    params["ensemble"]["members"] = ["gru", "small"]
+    params["members"] = {"small": {"model": "bilstm", "batch_size": 16, "hidden_size": 8}}
+    write_params(workdir, params)
+    make_polygon_store(workdir / "data" / "processed" / "drawings.zarr")
+    main([])
+    steps = {"gru": 5, "small": 10}  # 160 drawings in batches of 32, and of 16
+    for member, model in (("gru", "gru"), ("small", "bilstm")):
+        _, meta = load_model(workdir / "models" / "members" / member / "model.pt")
+        assert (meta["train_cfg"]["model"], meta["model_cfg"]["model"]) == (model, model)
+        state = torch.load(workdir / "checkpoints" / member / "last.pt",
+                           weights_only=True)["state"]  # fmt: skip
+        assert state["step"] == steps[member], member
+        assert (workdir / "dvclive" / member / "curves.tsv").is_file()
+    assert meta["model_cfg"]["hidden_size"] == 8  # the small member's own size
+    _, gru_meta = load_model(workdir / "models" / "members" / "gru" / "model.pt")
+    assert gru_meta["model_cfg"]["hidden_size"] == params["train"]["hidden_size"]
+
+
+def test_a_member_not_in_the_ensemble_is_refused(
+    workdir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--member", "bilstm"])  # tiny params: ensemble.members is [gru]
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert "'bilstm' is not in ensemble.members (gru)" in err
 
 
 def test_validation_runs_at_its_step_cadence_and_at_the_end(
@@ -206,3 +256,21 @@ def test_missing_store_says_what_to_do(workdir: Path, capsys: pytest.CaptureFixt
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and "dvc repro preprocess" in err
+
+
+def test_a_cnn_member_trains_on_rendered_drawings_and_exports_what_it_was_fed(
+    store_path: Path, tmp_path: Path, params: dict
+) -> None:
+    # The image family through the same loop, into its member's places: the checkpoint says it
+    # was fed images of that size, and inference from the checkpoint alone (re-rendering the
+    # val drawings) reproduces the val MAP@3 training logged for it.
+    cfg = train_config(params, model="cnn", image_size=32, backbone="resnet10t", epochs=2)
+    paths = run_paths(tmp_path, store_path, "cnn")
+    result = run(cfg, paths, log_live=False)
+    assert paths.model_path == tmp_path / "models" / "members" / "cnn" / "model.pt"
+    model, meta = load_model(paths.model_path)
+    assert meta["features"]["kind"] == "image" and meta["features"]["image_size"] == 32
+    val = DrawingStore(store_path).split("val").read()
+    proba = predict_proba(model, meta, val, batch_size=16)
+    expected = reference_scores(reference_top_k(proba), val.labels)["map3"]
+    assert meta["val/map3"] == result.summary["val/map3"] == pytest.approx(expected)

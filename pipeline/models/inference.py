@@ -88,7 +88,9 @@ def member_probas(
     for name in members:
         path = paths.for_member(name).model_path
         if not path.is_file():
-            raise PipelineError(f"no model for member '{name}' at {path}; run `dvc repro`")
+            raise PipelineError(
+                f"no model for member '{name}' at {path}; run `dvc repro train@{name}`"
+            )
         model, meta = load_model(path)
         check_classes(meta["classes"], classes, path)
         probas.append(predict_proba(model, meta, drawings, batch_size, tta=tta, seed=seed,

@@ -21,6 +21,7 @@ pickled estimator, so a blend file cannot carry code.
 from __future__ import annotations
 
 import json
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,16 @@ class Blend:
     method: str
     coef: np.ndarray  # logreg: (C, M*C); weights: (M,); mean: (M,) all 1/M
     intercept: np.ndarray  # (C,) per-class bias (zeros for mean)
+    classes: tuple[str, ...] = ()  # the class list it was fitted on (empty: not recorded)
+
+    def check_classes(self, classes: Sequence[str], path: Path) -> None:
+        """A blend fitted on another class list would mix up classes: refuse it with a fix."""
+        n_fitted = len(self.intercept)
+        if (self.classes and tuple(classes) != self.classes) or n_fitted != len(classes):
+            raise PipelineError(
+                f"{path} was fitted on another class list ({n_fitted} classes, the store has "
+                f"{len(classes)}); rerun `dvc repro blend`"
+            )
 
     def combine(self, probas: Sequence[np.ndarray]) -> np.ndarray:
         """M x (N, C) member probabilities (in `members` order) -> (N, C) blended."""
@@ -69,7 +80,8 @@ class Blend:
 
     def save(self, path: Path) -> None:
         with atomic_file(path, "wb") as f:
-            about = json.dumps({"members": self.members, "method": self.method})
+            about = json.dumps({"members": self.members, "method": self.method,
+                                "classes": self.classes})  # fmt: skip
             np.savez(f, coef=self.coef, intercept=self.intercept, about=np.array(about))
 
     @staticmethod
@@ -79,11 +91,18 @@ class Blend:
         try:
             with np.load(path, allow_pickle=False) as f:
                 about = json.loads(str(f["about"]))
-                return Blend(tuple(about["members"]), about["method"], f["coef"], f["intercept"])
-        except (OSError, ValueError, KeyError) as err:
+                blend = Blend(tuple(about["members"]), about["method"], f["coef"],
+                              f["intercept"], tuple(about.get("classes", ())))  # fmt: skip
+        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as err:
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise PipelineError(
-                f"{path} is not a readable blend ({err}); rerun `dvc repro blend`"
+                f"{path} is not a readable blend ({reason}); rerun `dvc repro blend`"
             ) from None
+        if blend.method not in METHODS:
+            raise PipelineError(
+                f"{path} has an unknown blend method {blend.method!r}; rerun `dvc repro blend`"
+            )
+        return blend
 
 
 def fit_blend(
@@ -93,8 +112,22 @@ def fit_blend(
     method: str,
     regularization: float = 1.0,
     seed: int = 0,
+    classes: Sequence[str] = (),
 ) -> Blend:
-    """Fit `method` on the members' probabilities M x (N, C) of labelled drawings `labels` (N,)."""
+    """Fit `method` on the members' probabilities M x (N, C) of labelled drawings `labels` (N,);
+    `classes` (the class list, recorded in the blend) lets readers refuse a stale blend."""
+    blend = _fit(probas, labels, members, method, regularization, seed)
+    return Blend(blend.members, method, blend.coef, blend.intercept, tuple(classes))
+
+
+def _fit(
+    probas: Sequence[np.ndarray],
+    labels: np.ndarray,
+    members: Sequence[str],
+    method: str,
+    regularization: float,
+    seed: int,
+) -> Blend:
     n_members, n_classes = len(probas), probas[0].shape[1]
     if method == "mean":
         return Blend(tuple(members), method, np.full(n_members, 1 / n_members),
