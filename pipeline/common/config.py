@@ -118,7 +118,7 @@ def _member_names(members: tuple[str, ...]) -> tuple[str, ...]:
     """Member names become stage names (train@gru) and folders (models/members/gru.pt)."""
     for name in members:
         if not name.replace("_", "").replace("-", "").isalnum():
-            raise ValueError(f"must be names of letters, digits, '_' or '-', got {name!r}")
+            raise ValueError(f"must be names of letters, digits, '_' or '-' ({name!r} is not)")
     if len(set(members)) != len(members):
         raise ValueError("must not name a member twice")
     return members
@@ -244,6 +244,7 @@ def _param_error(err: ValidationError, cls: type, prefix: str) -> ConfigError:
         "string_type": "a string",
         "tuple_type": "a list",
         "literal_error": f"one of {choices}",
+        "too_short": f"a list of at least {ctx.get('min_length')} item(s)",
     }
     if first["type"] in rules:
         rule = f"must be {rules[first['type']]}"
