@@ -31,8 +31,15 @@ def format_report(metrics: dict[str, dict], show_all: bool = False) -> str:
 
 
 def read_metrics(paths: Paths) -> dict[str, dict]:
-    """The metrics of every stage that has run (a missing file is a stage not yet run)."""
-    files = {stage: paths.metrics_path(stage) for stage in STAGES}
+    """The metrics of every stage that has run (a missing file is a stage not yet run); the
+    train stage once per member that has trained (`train@<member>`)."""
+    files = {}
+    for stage in STAGES:
+        if stage != "train":
+            files[stage] = paths.metrics_path(stage)
+            continue
+        for path in sorted(paths.live_dir.glob("*/metrics.json")):
+            files[f"train@{path.parent.name}"] = path
     files["submit"] = paths.submit_metrics_path  # the leaderboard, after `pipeline.submit`
     metrics = {stage: json.loads(p.read_text()) for stage, p in files.items() if p.is_file()}
     return {stage: values for stage, values in metrics.items() if values}
