@@ -61,13 +61,14 @@ def run(cfg: EvaluateConfig, paths: Paths) -> dict[str, Any]:
     if len(drawings) == 0:
         raise PipelineError("the val split is empty; set preprocess.val_per_class > 0")
     blend = Blend.load(paths.blend_path)
-    blend.check_classes(store.classes, paths.blend_path)
     labels = drawings.labels.astype(np.int64)
 
     log.info("evaluating %s on %s val drawings", ", ".join(blend.members), f"{len(drawings):,}")
     infer_start = time.perf_counter()
     probas = member_probas(paths, blend.members, drawings, store.classes, cfg.batch_size,
                            split="val")  # fmt: skip  # M x (N, C)
+    # Checked after the members: a member trained on other classes is the cause to name.
+    blend.check_classes(store.classes, paths.blend_path)
     proba = blend.combine(probas)  # (N, C)
     infer_s = time.perf_counter() - infer_start
     top = topk_indices(proba, 3)  # (N, 3)

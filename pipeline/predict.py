@@ -60,10 +60,10 @@ def run(cfg: PredictConfig, paths: Paths) -> dict[str, Any]:
                     f"{n_fallback:,}")  # fmt: skip
 
     blend = Blend.load(paths.blend_path)
-    blend.check_classes(classes, paths.blend_path)
     infer_start = time.perf_counter()
     probas = member_probas(paths, blend.members, test.take(np.flatnonzero(usable)), classes,
                            cfg.batch_size, cfg.tta, cfg.seed, "test")  # fmt: skip  # M x (N', C)
+    blend.check_classes(classes, paths.blend_path)  # after the members: they name the cause
     proba = blend.combine(probas)  # (N_usable, C)
     if cfg.prior_correction:
         proba = correct_priors(proba)
