@@ -76,7 +76,8 @@ from pipeline.preprocess import run
 paths = dataclasses.replace(Paths.under(Path(sys.argv[2])), raw_dir=Path(sys.argv[1]))
 m = run(cfg, paths, show_progress=False)
 print(json.dumps({"drawings": m["train/rows_read"] + m["test/rows"],
-                  "stored": m["train/drawings"] + m["val/drawings"] + m["test/rows"],
+                  "stored": m["train/drawings"] + m["val/drawings"] + m.get("blend/drawings", 0)
+                            + m["test/rows"],
                   "store_bytes": m["store_bytes"], "pass1_s": m["pass1_s"]}))
 """
 
