@@ -1,9 +1,12 @@
 """Checkpoints: resume a killed run exactly, keep the best model, export it atomically.
 
-    checkpoints/last.pt   model, optimiser, scaler, RNG states, `TrainState` (every epoch and
-                          every `checkpoint_every_s`): a rerun resumes mid-epoch from here
-    checkpoints/best.pt   the best model by val/map3 so far, with its figures in `meta`
-    models/model.pt       a copy of best.pt, written when the run ends (the DVC output)
+For ensemble member <m> (`Paths.for_member`):
+
+    checkpoints/<m>/last.pt         model, optimiser, scaler, RNG states, `TrainState` (every
+                                    epoch and every `checkpoint_every_s`): a rerun resumes
+                                    mid-epoch from here
+    checkpoints/<m>/best.pt         the best model by val/map3 so far, with its figures in `meta`
+    models/members/<m>/model.pt     a copy of best.pt, written when the run ends (the DVC output)
 
 A last.pt whose `meta.fingerprint` differs (other params, other data, other world size) is
 ignored, with a warning, and the run starts fresh. Only rank 0 writes. Every file is written to

@@ -1,10 +1,10 @@
 """Training curves and the train stage's metrics.
 
-Every validation is one row: `dvclive/curves.tsv` (step, time, epoch, lr, losses, scores: what
-dvc.yaml's plots draw, train and val loss on one chart, MAP@3 against step and against time)
-and one dvclive step. `dvclive/metrics.json` is the run's summary, the best checkpoint's
-figures. A resumed run rewrites both from its history first, because `dvc repro` deletes the
-stage's outputs before it runs. Only the main rank logs.
+Every validation is one row of the member's `dvclive/<member>/curves.tsv` (step, time, epoch,
+lr, losses, scores; evaluate gathers every member's into reports/curves.tsv, what dvc.yaml's
+plots draw) and one dvclive step. `dvclive/<member>/metrics.json` is the run's summary, the best
+checkpoint's figures. A resumed run rewrites both from its history first, because `dvc repro`
+deletes the stage's outputs before it runs. Only the main rank logs.
 """
 
 from __future__ import annotations
