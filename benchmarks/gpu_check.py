@@ -68,6 +68,7 @@ from benchmarks.kaggle16 import KAGGLE16_DIR, REPO_DIR, paths_reading
 from pipeline.common.config import (
     PreprocessConfig,
     TrainConfig,
+    flatten,
     from_dict,
     load_members,
     load_params,
@@ -157,16 +158,6 @@ def _error_note(prefix: str, err: BaseException) -> str:
 
 def _amp_name(dtype: torch.dtype | None) -> str:
     return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, str(dtype))
-
-
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out |= _flat(v, f"{prefix}{k}/")
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def _rounded(x: Any) -> Any:
@@ -596,7 +587,7 @@ def ddp_run(
         sys.stderr.write(err[-4000:])
         tail = (err.strip().splitlines() or ["no output"])[-1][:200]
         return result | {"status": f"failed ({code}): {tail}"}
-    summary = _flat(json.loads(summary_path.read_text()))
+    summary = flatten(json.loads(summary_path.read_text()), sep="/")
     return result | {
         "status": "ok", "steps": summary["steps"], "time_s": summary["time_s"],
         "samples_per_s": summary["train/samples_per_s"],

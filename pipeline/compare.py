@@ -16,6 +16,7 @@ import subprocess
 from typing import Any
 
 from pipeline.common.cli import stage_parser, user_errors
+from pipeline.common.config import flatten
 from pipeline.common.errors import PipelineError
 
 # (column, metrics file, key): what a Kaggler reads first.
@@ -46,7 +47,7 @@ def _row(entry: dict[str, Any], name: str) -> dict[str, Any]:
     metrics = {f: (v or {}).get("data", {}) for f, v in (data.get("metrics") or {}).items()}
     params: dict[str, Any] = {}
     for values in (data.get("params") or {}).values():
-        params |= _flatten((values or {}).get("data", {}))
+        params |= flatten((values or {}).get("data", {}))
     return {"name": name, "metrics": metrics, "params": params}
 
 
@@ -97,17 +98,6 @@ def main(argv: list[str] | None = None) -> None:
 def _rank(row: dict[str, Any]) -> tuple[bool, float]:
     value = row["metrics"].get("metrics/evaluate.json", {}).get("val/map3")
     return (value is None, -(value or 0.0))
-
-
-def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out |= _flatten(value, f"{name}.")
-        else:
-            out[name] = value
-    return out
 
 
 def _show(value: Any) -> str:

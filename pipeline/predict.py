@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -64,9 +65,8 @@ def run(cfg: PredictConfig, paths: Paths) -> dict[str, Any]:
     probas = member_probas(paths, blend.members, test.take(np.flatnonzero(usable)), classes,
                            cfg.batch_size, cfg.tta, cfg.seed, "test")  # fmt: skip  # M x (N', C)
     blend.check_classes(classes, paths.blend_path)  # after the members: they name the cause
-    proba = blend.combine(probas)  # (N_usable, C)
-    if cfg.prior_correction:
-        proba = correct_priors(proba)
+    blended = blend.combine(probas)  # (N_usable, C)
+    proba = correct_priors(blended) if cfg.prior_correction else blended
     infer_s = time.perf_counter() - infer_start
 
     top = np.empty((len(test), 3), dtype=np.int64)  # (N, 3) in test-file order
@@ -87,20 +87,24 @@ def run(cfg: PredictConfig, paths: Paths) -> dict[str, Any]:
         labels = test.labels[labelled].astype(np.int64)
         metrics |= scores_of_top(top[labelled], labels, "test")
         metrics["test/labelled"] = int(labelled.sum())
-        metrics |= option_scores(blend, probas, test.labels[usable].astype(np.int64))
+        metrics |= option_scores(blend.members, probas, blended,
+                                 test.labels[usable].astype(np.int64))  # fmt: skip
     write_json(paths.metrics_path("predict"), metrics)
     log.info("wrote %s rows to %s (%s fallback)", f"{n_rows:,}", paths.submission_csv,
              f"{n_fallback:,}")  # fmt: skip
     return metrics
 
 
-def option_scores(blend: Blend, probas: list[np.ndarray], labels: np.ndarray) -> dict[str, float]:
-    """MAP@3 of each member alone, of the mean of probabilities and of the blend, each with and
-    without prior correction, on the labelled rows: what each option would have scored."""
+def option_scores(
+    members: Sequence[str], probas: list[np.ndarray], blended: np.ndarray, labels: np.ndarray
+) -> dict[str, float]:
+    """MAP@3 of each member alone, of the mean of probabilities and of the blend (`blended`,
+    already combined), each with and without prior correction, on the labelled rows: what each
+    option would have scored."""
     known = labels >= 0
     probas = [p[known] for p in probas]
-    options = dict(zip(blend.members, probas, strict=True))
-    options |= {"mean": np.mean(probas, axis=0), "blend": blend.combine(probas)}
+    options = dict(zip(members, probas, strict=True))
+    options |= {"mean": np.mean(probas, axis=0), "blend": blended[known]}
     out = {}
     for name, proba in options.items():
         out[f"test/{name}/map3"] = map_at_k(topk_indices(proba, 3), labels[known])

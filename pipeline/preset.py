@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from pipeline.common.cli import stage_parser, user_errors
-from pipeline.common.config import SECTIONS, from_dict, load_members, load_params
+from pipeline.common.config import SECTIONS, flatten, from_dict, load_members, load_params
 from pipeline.common.errors import ConfigError
 from pipeline.common.files import atomic_file
 
@@ -40,23 +40,11 @@ def load_preset(name: str, presets_dir: Path = PRESETS_DIR) -> dict[str, dict[st
     return preset
 
 
-def flat(values: dict[str, Any], prefix: str) -> dict[str, Any]:
-    """Nested keys as dotted ones: {"cnn": {"image_size": 128}} -> {"members.cnn.image_size":
-    128}, as `dvc exp run -S` and DVC's params tracking name them."""
-    out = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            out |= flat(value, f"{prefix}.{key}")
-        else:
-            out[f"{prefix}.{key}"] = value
-    return out
-
-
 def merged(params: dict[str, Any], preset: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """`params` with the preset's keys replaced, every section validated."""
     out = copy.deepcopy(params)
     for section, values in preset.items():
-        for dotted, value in flat(values, section).items():
+        for dotted, value in flatten(values, f"{section}.").items():
             *parents, key = dotted.split(".")
             node = out
             for name in parents:
@@ -77,7 +65,7 @@ def apply(params_path: Path, preset: dict[str, dict[str, Any]]) -> None:
     rt.preserve_quotes = True
     document = rt.load(params_path.read_text())
     for section, values in preset.items():
-        for dotted, value in flat(values, section).items():
+        for dotted, value in flatten(values, f"{section}.").items():
             *parents, key = dotted.split(".")
             node = document
             for name in parents:
@@ -91,7 +79,7 @@ def set_args(preset: dict[str, dict[str, Any]]) -> list[str]:
     """`-S section.key=value` for each preset value, YAML without spaces (shell word splitting)."""
     args = []
     for section, values in preset.items():
-        for key, value in flat(values, section).items():
+        for key, value in flatten(values, f"{section}.").items():
             text = json.dumps(value, separators=(",", ":")) if not isinstance(value, str) else value
             args += ["-S", f"{key}={text}"]
     return args

@@ -181,6 +181,19 @@ def _member_config(merged: dict[str, Any], own: dict[str, Any], name: str) -> Tr
         raise ConfigError(text) from None
 
 
+def flatten(values: dict[str, Any], prefix: str = "", sep: str = ".") -> dict[str, Any]:
+    """Nested keys joined: {"members": {"cnn": {"image_size": 128}}} -> {"members.cnn.image_size":
+    128}, as `dvc exp run -S` and DVC's params tracking name them."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out |= flatten(value, f"{name}{sep}", sep)
+        else:
+            out[name] = value
+    return out
+
+
 def load_params(path: Path = PARAMS_PATH) -> dict[str, Any]:
     """Read the params YAML file as a dict of sections."""
     if not path.is_file():
