@@ -105,8 +105,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--budget", type=float, default=BUDGET_S, help="time_budget_s per model")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
-    parser.add_argument("-S", dest="overrides", action="append", default=[],
-                        help="train param override, e.g. -S hidden_size=128")  # fmt: skip
+    parser.add_argument(
+        "-S",
+        dest="overrides",
+        action="append",
+        default=[],
+        help="train param override, e.g. -S hidden_size=128",
+    )
     args = parser.parse_args()
     overrides = {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in args.overrides)}
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")

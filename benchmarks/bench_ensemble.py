@@ -39,8 +39,10 @@ REPO_DIR = Path(__file__).resolve().parents[1]
 
 
 def dvc(root: Path, *args: str) -> str:
-    env = os.environ | {"DVC_NO_ANALYTICS": "1",
-                        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}  # fmt: skip
+    env = os.environ | {
+        "DVC_NO_ANALYTICS": "1",
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    }
     done = subprocess.run(["dvc", *args], cwd=root, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"dvc {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
@@ -67,8 +69,11 @@ def run(budget_s: float = BUDGET_S, members: list[str] | None = None) -> dict[st
         dvc(root, "repro")
         repro_s = time.perf_counter() - start
         names = params["ensemble"]["members"]
-        figures: dict[str, Any] = {"budget_s": budget_s, "members": names,
-                                   "dvc_repro_s": round(repro_s, 1)}  # fmt: skip
+        figures: dict[str, Any] = {
+            "budget_s": budget_s,
+            "members": names,
+            "dvc_repro_s": round(repro_s, 1),
+        }
         predict, blend = read(root, "metrics/predict.json"), read(root, "metrics/blend.json")
         evaluate = read(root, "metrics/evaluate.json")
         for name in names:
@@ -85,10 +90,14 @@ def run(budget_s: float = BUDGET_S, members: list[str] | None = None) -> dict[st
         figures["predict/drawings_per_s"] = predict["drawings_per_s"]
         figures["stage_s"] = {
             "preprocess": read(root, "metrics/preprocess.json")["time_s"],
-            **{f"train@{n}": round(read(root, f"dvclive/{n}/metrics.json")["time_s"], 1)
-               for n in names},
-            "blend": blend["time_s"], "evaluate": evaluate["time_s"], "predict": predict["time_s"],
-        }  # fmt: skip
+            **{
+                f"train@{n}": round(read(root, f"dvclive/{n}/metrics.json")["time_s"], 1)
+                for n in names
+            },
+            "blend": blend["time_s"],
+            "evaluate": evaluate["time_s"],
+            "predict": predict["time_s"],
+        }
         method = params["ensemble"]["method"]
         figures["method"] = method
         other = "logreg" if method != "logreg" else "weights"  # the other fitted blend
@@ -110,8 +119,10 @@ def run(budget_s: float = BUDGET_S, members: list[str] | None = None) -> dict[st
 def report(f: dict[str, Any]) -> None:
     names = f["members"]
     minutes = f["dvc_repro_s"] / 60
-    print(f"\nkaggle16, `dvc repro` of the {PRESET} preset, {f['budget_s']:.0f} s per member; "
-          f"test = 1,600 held-out drawings; whole dvc repro {minutes:.1f} min")  # fmt: skip
+    print(
+        f"\nkaggle16, `dvc repro` of the {PRESET} preset, {f['budget_s']:.0f} s per member; "
+        f"test = 1,600 held-out drawings; whole dvc repro {minutes:.1f} min"
+    )
     print("| option | test MAP@3 | with prior correction |")
     print("| --- | --- | --- |")
     for name in names:
@@ -121,19 +132,27 @@ def report(f: dict[str, Any]) -> None:
     print(
         f"| mean of probabilities | {f['test/mean/map3']:.4f} | {f['test/mean/prior/map3']:.4f} |"
     )
-    print(f"| blend, {f['method']} (default) | {f['test/blend/map3']:.4f} "
-          f"| **{f['test/blend/prior/map3']:.4f}** |")  # fmt: skip
-    print(f"| blend, {f['other_method']} | {f['test/other/map3']:.4f} "
-          f"| {f['test/other/prior/map3']:.4f} |")  # fmt: skip
+    print(
+        f"| blend, {f['method']} (default) | {f['test/blend/map3']:.4f} "
+        f"| **{f['test/blend/prior/map3']:.4f}** |"
+    )
+    print(
+        f"| blend, {f['other_method']} | {f['test/other/map3']:.4f} "
+        f"| {f['test/other/prior/map3']:.4f} |"
+    )
     for key in [k for k in f if k.startswith("test/blend[")]:
         print(f"| blend of {key[len('test/blend[') :].split(']')[0]} only | | {f[key]:.4f} |")
     print("\n| member | steps | train samples/s | val MAP@3 |")
     print("| --- | --- | --- | --- |")
     for name in names:
-        print(f"| {name} | {f[f'{name}/steps']:,} | {f[f'{name}/train/samples_per_s']:,.0f} "
-              f"| {f[f'{name}/val/map3']:.4f} |")  # fmt: skip
-    print(f"\nstage seconds: {f['stage_s']}; predict (members + blend) "
-          f"{f['predict/drawings_per_s']:,.0f} drawings/s")  # fmt: skip
+        print(
+            f"| {name} | {f[f'{name}/steps']:,} | {f[f'{name}/train/samples_per_s']:,.0f} "
+            f"| {f[f'{name}/val/map3']:.4f} |"
+        )
+    print(
+        f"\nstage seconds: {f['stage_s']}; predict (members + blend) "
+        f"{f['predict/drawings_per_s']:,.0f} drawings/s"
+    )
 
 
 def main() -> None:

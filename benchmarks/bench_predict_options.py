@@ -81,12 +81,16 @@ def run() -> dict[str, float]:
             "val": score(models, val),
             "test": score(models, test),
         }
-    print(f"\n| option | val MAP@3 ({len(val):,}) | test MAP@3 ({len(test):,}) | test top-1 "
-          "| drawings/s |\n| --- | --- | --- | --- | --- |")  # fmt: skip
+    print(
+        f"\n| option | val MAP@3 ({len(val):,}) | test MAP@3 ({len(test):,}) | test top-1 "
+        "| drawings/s |\n| --- | --- | --- | --- | --- |"
+    )
     for name in results["val"]:
         v, t = results["val"][name], results["test"][name]
-        print(f"| {name} | {v['map3']:.4f} | {t['map3']:.4f} | {t['top1']:.4f} "
-              f"| {t['drawings_per_s']:,.0f} |")  # fmt: skip
+        print(
+            f"| {name} | {v['map3']:.4f} | {t['map3']:.4f} | {t['top1']:.4f} "
+            f"| {t['drawings_per_s']:,.0f} |"
+        )
     return {
         f"{split}/{name}/{key}": value
         for split, rows in results.items()

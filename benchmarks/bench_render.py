@@ -36,8 +36,9 @@ def _batches(drawings: Drawings) -> list[tuple[np.ndarray, np.ndarray, np.ndarra
     for start in range(0, len(drawings), BATCH):
         d = drawings.slice(start, min(start + BATCH, len(drawings)))
         offsets = d.offsets - d.offsets[0]
-        out.append((d.points[:, :2].astype(np.float32), offsets,
-                    stroke_starts(d.points[:, 2], offsets)))  # fmt: skip
+        out.append(
+            (d.points[:, :2].astype(np.float32), offsets, stroke_starts(d.points[:, 2], offsets))
+        )
     return out
 
 
@@ -91,16 +92,22 @@ def run(store_path: Path | None = None) -> dict[str, float]:
 
 
 def _print_table(figures: dict[str, float]) -> None:
-    print(f"\n{figures['drawings']:,.0f} kaggle16 train drawings, "
-          f"{figures['points_per_drawing']:.1f} points each, "
-          f"batches of {BATCH}, 1 thread")  # fmt: skip
-    print(f"{'size':>5} {'numba drawings/s':>17} {'cv2 drawings/s':>15} {'speed-up':>9} "
-          f"{'differ, all px':>15} {'differ, inked px':>17}")  # fmt: skip
+    print(
+        f"\n{figures['drawings']:,.0f} kaggle16 train drawings, "
+        f"{figures['points_per_drawing']:.1f} points each, "
+        f"batches of {BATCH}, 1 thread"
+    )
+    print(
+        f"{'size':>5} {'numba drawings/s':>17} {'cv2 drawings/s':>15} {'speed-up':>9} "
+        f"{'differ, all px':>15} {'differ, inked px':>17}"
+    )
     for size in SIZES:
         ours, cv = figures[f"numba_drawings_per_s_{size}"], figures[f"cv2_drawings_per_s_{size}"]
-        print(f"{size:>5} {ours:>17,.0f} {cv:>15,.0f} {ours / cv:>8.1f}x "
-              f"{figures[f'disagree_pixels_{size}']:>15.4%} "
-              f"{figures[f'disagree_inked_pixels_{size}']:>17.3%}")  # fmt: skip
+        print(
+            f"{size:>5} {ours:>17,.0f} {cv:>15,.0f} {ours / cv:>8.1f}x "
+            f"{figures[f'disagree_pixels_{size}']:>15.4%} "
+            f"{figures[f'disagree_inked_pixels_{size}']:>17.3%}"
+        )
 
 
 if __name__ == "__main__":

@@ -57,10 +57,14 @@ def _naive_batches(store_path: Path, cfg: TrainConfig, count: int) -> list[Batch
     rng = np.random.default_rng(0)
     augment = Augment.from_train_cfg(cfg)
     return [
-        make_batch(drawings.take(rng.choice(len(drawings), cfg.batch_size, replace=False)),
-                   encoder_for(cfg), augment, rng)
+        make_batch(
+            drawings.take(rng.choice(len(drawings), cfg.batch_size, replace=False)),
+            encoder_for(cfg),
+            augment,
+            rng,
+        )
         for _ in range(count)
-    ]  # fmt: skip
+    ]
 
 
 def _padding(batches: list[Batch]) -> float:
@@ -72,9 +76,15 @@ def _padding(batches: list[Batch]) -> float:
 def _pipeline_batches(store_path: Path, cfg: TrainConfig, epoch: int = 0) -> TrainBatches:
     reader = DrawingStore(store_path).split("train")
     data = TrainBatches(
-        store_path, "train", list(range(reader.n_blocks)), cfg.batch_size,
-        cfg.shuffle_buffer_blocks, encoder_for(cfg), Augment.from_train_cfg(cfg), cfg.seed,
-    )  # fmt: skip
+        store_path,
+        "train",
+        list(range(reader.n_blocks)),
+        cfg.batch_size,
+        cfg.shuffle_buffer_blocks,
+        encoder_for(cfg),
+        Augment.from_train_cfg(cfg),
+        cfg.seed,
+    )
     data.set_epoch(epoch)
     return data
 
@@ -127,21 +137,29 @@ def run() -> dict[str, float]:
 
 
 def _print_table(figures: dict[str, float], cfg: TrainConfig) -> None:
-    print(f"\ntraining throughput on {figures['torch_threads']:.0f} torch threads, "
-          f"batch {cfg.batch_size}, max_points {cfg.max_points}")  # fmt: skip
+    print(
+        f"\ntraining throughput on {figures['torch_threads']:.0f} torch threads, "
+        f"batch {cfg.batch_size}, max_points {cfg.max_points}"
+    )
     print(f"{'model':<8} {'ours samples/s':>15} {'naive samples/s':>16} {'speed-up':>9}")
     for model in ("gru", "bilstm"):
         ours = figures[f"{model}_train_samples_per_s"]
         naive = figures[f"{model}_naive_samples_per_s"]
         print(f"{model:<8} {ours:>15,.0f} {naive:>16,.0f} {ours / naive:>8.2f}x")
-    print(f"padding: ours {figures['pipeline_padding_fraction']:.1%}, "
-          f"naive {figures['naive_padding_fraction']:.1%} of padded steps")  # fmt: skip
-    print(f"inference ({cfg.model}): "
-          f"{figures[f'{cfg.model}_inference_drawings_per_s']:,.0f} drawings/s")  # fmt: skip
-    print(f"input pipeline alone: {figures['pipeline_drawings_per_s_per_worker']:,.0f} "
-          f"drawings/s per worker process at batch {cfg.batch_size}, "
-          f"{figures['pipeline_drawings_per_s_per_worker_batch512']:,.0f} at batch 512 "
-          "(target >= 50,000)")  # fmt: skip
+    print(
+        f"padding: ours {figures['pipeline_padding_fraction']:.1%}, "
+        f"naive {figures['naive_padding_fraction']:.1%} of padded steps"
+    )
+    print(
+        f"inference ({cfg.model}): "
+        f"{figures[f'{cfg.model}_inference_drawings_per_s']:,.0f} drawings/s"
+    )
+    print(
+        f"input pipeline alone: {figures['pipeline_drawings_per_s_per_worker']:,.0f} "
+        f"drawings/s per worker process at batch {cfg.batch_size}, "
+        f"{figures['pipeline_drawings_per_s_per_worker_batch512']:,.0f} at batch 512 "
+        "(target >= 50,000)"
+    )
 
 
 if __name__ == "__main__":

@@ -120,23 +120,52 @@ def settings_for(device: torch.device, quick: bool) -> Settings:
     cores = os.cpu_count() or 1
     if quick:  # a 2-core CPU in under 2 minutes: every step, small sizes
         return Settings(
-            synthetic_classes=20, synthetic_per_class=250, kaggle16_per_class=300,
-            val_per_class=10, block_size=1024, batches=(64, 128), prebuilt=2, warmup_steps=1,
-            max_steps=3, case_s=1.0, compile="one",
+            synthetic_classes=20,
+            synthetic_per_class=250,
+            kaggle16_per_class=300,
+            val_per_class=10,
+            block_size=1024,
+            batches=(64, 128),
+            prebuilt=2,
+            warmup_steps=1,
+            max_steps=3,
+            case_s=1.0,
+            compile="one",
             compile_backend="aot_eager" if device.type == "cpu" else "inductor",
-            compile_cost_s=20.0, image_size=0, workers=(0, 1), pipeline_s=2.0, loop_s=10.0,
-            loop_batch=64, loop_workers=0, ddp_s=8.0, budget_s=110.0,
-        )  # fmt: skip
+            compile_cost_s=20.0,
+            image_size=0,
+            workers=(0, 1),
+            pipeline_s=2.0,
+            loop_s=10.0,
+            loop_batch=64,
+            loop_workers=0,
+            ddp_s=8.0,
+            budget_s=110.0,
+        )
     gpu = device.type == "cuda"
     return Settings(
-        synthetic_classes=20, synthetic_per_class=5000, kaggle16_per_class=0, val_per_class=10,
-        block_size=4096, batches=(512, 1024), prebuilt=6, warmup_steps=3, max_steps=200,
-        case_s=3.0, compile="all", compile_backend="inductor", compile_cost_s=45.0,
+        synthetic_classes=20,
+        synthetic_per_class=5000,
+        kaggle16_per_class=0,
+        val_per_class=10,
+        block_size=4096,
+        batches=(512, 1024),
+        prebuilt=6,
+        warmup_steps=3,
+        max_steps=200,
+        case_s=3.0,
+        compile="all",
+        compile_backend="inductor",
+        compile_cost_s=45.0,
         image_size=128 if gpu else 0,
         workers=tuple(sorted({w for w in (0, 4, 8) if w <= max(cores - 1, 0)})),
-        pipeline_s=4.0, loop_s=15.0 if gpu else 30.0, loop_batch=512,
-        loop_workers=min(8, max(cores // 2, 0)), ddp_s=30.0, budget_s=285.0,
-    )  # fmt: skip
+        pipeline_s=4.0,
+        loop_s=15.0 if gpu else 30.0,
+        loop_batch=512,
+        loop_workers=min(8, max(cores // 2, 0)),
+        ddp_s=30.0,
+        budget_s=285.0,
+    )
 
 
 # ---------------------------------------------------------------- small helpers
@@ -187,8 +216,9 @@ def _quiet() -> Iterator[io.StringIO]:
 
 def pick_device(name: str) -> torch.device:
     """auto: the GPU when torch sees one; a CUDA device always with its index (cuda:0)."""
-    device = torch.device(name if name != "auto" else
-                          "cuda" if torch.cuda.is_available() else "cpu")  # fmt: skip
+    device = torch.device(
+        name if name != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
+    )
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise SystemExit(
@@ -270,17 +300,23 @@ def build_store(work: Path, source: str, s: Settings, params: dict[str, Any]) ->
         from pipeline.sources.synthetic import write_synthetic
 
         raw_dir = work / "raw"
-        write_synthetic(raw_dir, s.synthetic_classes, s.synthetic_per_class + s.val_per_class,
-                        1, seed=0)  # fmt: skip
+        write_synthetic(
+            raw_dir, s.synthetic_classes, s.synthetic_per_class + s.val_per_class, 1, seed=0
+        )
         cap = 0
     generated_s = time.perf_counter() - start
-    wanted = {"max_per_class": cap, "val_per_class": s.val_per_class, "blend_per_class": 0,
-              "block_size": s.block_size}  # fmt: skip
+    wanted = {
+        "max_per_class": cap,
+        "val_per_class": s.val_per_class,
+        "blend_per_class": 0,
+        "block_size": s.block_size,
+    }
     cfg = from_dict(PreprocessConfig, params["preprocess"], "preprocess")
     known = {f.name for f in dataclasses.fields(PreprocessConfig)}
     cfg = dataclasses.replace(cfg, **{k: v for k, v in wanted.items() if k in known})
-    paths = dataclasses.replace(Paths.under(work), raw_dir=raw_dir,
-                                processed_dir=work / "processed", metrics_dir=work)  # fmt: skip
+    paths = dataclasses.replace(
+        Paths.under(work), raw_dir=raw_dir, processed_dir=work / "processed", metrics_dir=work
+    )
     preprocess(cfg, paths, show_progress=False)
     store = DrawingStore(paths.store_path)
     train = store.split("train")
@@ -317,8 +353,9 @@ def prebuilt_batches(
     augment = Augment.from_train_cfg(cfg)
     out = []
     for i in rng.permutation(count):
-        x, lengths_t, labels = make_batch(drawings.take(groups[i]), encoder, augment,
-                                          np.random.default_rng([batch, int(i)]))  # fmt: skip
+        x, lengths_t, labels = make_batch(
+            drawings.take(groups[i]), encoder, augment, np.random.default_rng([batch, int(i)])
+        )
         if pin:
             x, labels = x.pin_memory(), labels.pin_memory()
         out.append((x, lengths_t, labels))
@@ -326,9 +363,15 @@ def prebuilt_batches(
 
 
 def _train_step(
-    net: nn.Module, model: nn.Module, optimizer: torch.optim.Optimizer, scaler: Any,
-    cfg: TrainConfig, device: torch.device, amp: torch.dtype | None, batch: Batch,
-) -> torch.Tensor:  # fmt: skip
+    net: nn.Module,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: Any,
+    cfg: TrainConfig,
+    device: torch.device,
+    amp: torch.dtype | None,
+    batch: Batch,
+) -> torch.Tensor:
     """One optimiser step exactly as `Trainer._step` takes it (lengths stay on the CPU)."""
     x, lengths, labels = batch
     with D.autocast(device, amp):
@@ -344,17 +387,29 @@ def _train_step(
 
 
 def train_case(
-    cfg: TrainConfig, path: str, batches: list[Batch], compiled: bool, device: torch.device,
+    cfg: TrainConfig,
+    path: str,
+    batches: list[Batch],
+    compiled: bool,
+    device: torch.device,
     s: Settings,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """Samples/s of one (family, path, batch size, compile) case on pre-built batches."""
     amp = D.amp_dtype(device)
     batch = len(batches[0][2])
     row: dict[str, Any] = {
-        "family": cfg.model, "path": path, "batch": batch, "compile": compiled,
-        "amp": _amp_name(amp), "samples_per_s": None, "step_ms": None, "peak_mem_mib": None,
-        "warmup_s": None, "steps": 0, "note": "",
-    }  # fmt: skip
+        "family": cfg.model,
+        "path": path,
+        "batch": batch,
+        "compile": compiled,
+        "amp": _amp_name(amp),
+        "samples_per_s": None,
+        "step_ms": None,
+        "peak_mem_mib": None,
+        "warmup_s": None,
+        "steps": 0,
+        "note": "",
+    }
     if compiled:
         row["note"] = f"backend {s.compile_backend}"
     model = net = optimizer = data = None
@@ -368,18 +423,20 @@ def train_case(
         if path != "-":
             model.rnn_path = path
         net = torch.compile(model, backend=s.compile_backend) if compiled else model
-        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate,
-                                      weight_decay=cfg.weight_decay)  # fmt: skip
+        optimizer = torch.optim.AdamW(
+            model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay
+        )
         scaler = torch.amp.GradScaler("cuda", enabled=cuda and amp == torch.float16)
-        data = [(x.to(device, non_blocking=True), lengths, labels.to(device, non_blocking=True))
-                for x, lengths, labels in batches]  # fmt: skip
+        data = [
+            (x.to(device, non_blocking=True), lengths, labels.to(device, non_blocking=True))
+            for x, lengths, labels in batches
+        ]
         if compiled and encoder_for(cfg).kind == "points":
             for x, _, _ in data:  # drawing lengths vary per batch: one graph for every T
                 torch._dynamo.maybe_mark_dynamic(x, 1)
 
         def step(i: int) -> torch.Tensor:
-            return _train_step(net, model, optimizer, scaler, cfg, device, amp,
-                               data[i % len(data)])  # fmt: skip
+            return _train_step(net, model, optimizer, scaler, cfg, device, amp, data[i % len(data)])
 
         # Warm-up: every pre-built shape once (compiles; cuDNN and oneDNN build a plan per
         # shape, seconds each on a CPU), and at least warmup_steps.
@@ -401,8 +458,11 @@ def train_case(
                 if steps >= s.max_steps or elapsed >= s.case_s:
                     break
         final = float(loss.item())
-        row |= {"samples_per_s": steps * batch / elapsed, "step_ms": 1000 * elapsed / steps,
-                "steps": steps}  # fmt: skip
+        row |= {
+            "samples_per_s": steps * batch / elapsed,
+            "step_ms": 1000 * elapsed / steps,
+            "steps": steps,
+        }
         if cuda:
             row["peak_mem_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
         if not math.isfinite(final):
@@ -430,8 +490,9 @@ def compile_plan(families: list[str], s: Settings) -> list[tuple[str, str, int]]
     if s.compile == "none":
         return []
     order = ["-", "padded", "fused"]
-    cases = sorted(((f, p) for f in families for p in family_paths(f)),
-                   key=lambda fp: order.index(fp[1]))  # fmt: skip
+    cases = sorted(
+        ((f, p) for f in families for p in family_paths(f)), key=lambda fp: order.index(fp[1])
+    )
     if s.compile == "one":  # quick: prove the code path on the smallest case
         cases = [c for c in cases if c[1] == "padded"][:1] or cases[:1]
         return [(f, p, min(s.batches)) for f, p in cases]
@@ -449,16 +510,29 @@ def pipeline_case(
     first batch on, epoch restarts included; `in_epoch_per_s` leaves the restarts out."""
     encoder = encoder_for(cfg)
     row: dict[str, Any] = {
-        "input": encoder.kind, "image_size": encoder.image_size or None, "workers": workers,
-        "batch": cfg.batch_size, "drawings_per_s": None, "in_epoch_per_s": None,
-        "first_batch_s": None, "batches": 0, "epochs": 0, "note": "",
-    }  # fmt: skip
+        "input": encoder.kind,
+        "image_size": encoder.image_size or None,
+        "workers": workers,
+        "batch": cfg.batch_size,
+        "drawings_per_s": None,
+        "in_epoch_per_s": None,
+        "first_batch_s": None,
+        "batches": 0,
+        "epochs": 0,
+        "note": "",
+    }
     try:
         reader = DrawingStore(store_path).split("train")
         data = TrainBatches(
-            store_path, "train", list(range(reader.n_blocks)), cfg.batch_size,
-            cfg.shuffle_buffer_blocks, encoder, Augment.from_train_cfg(cfg), cfg.seed,
-        )  # fmt: skip
+            store_path,
+            "train",
+            list(range(reader.n_blocks)),
+            cfg.batch_size,
+            cfg.shuffle_buffer_blocks,
+            encoder,
+            Augment.from_train_cfg(cfg),
+            cfg.seed,
+        )
         loader = make_loader(data, workers, pin)
         start = time.perf_counter()
         first: float | None = None
@@ -486,8 +560,12 @@ def pipeline_case(
             epoch += 1
         elapsed = time.perf_counter() - first
         in_epoch = in_epoch_drawings / in_epoch_s if in_epoch_s else None
-        row |= {"drawings_per_s": drawings / elapsed, "in_epoch_per_s": in_epoch,
-                "batches": batches, "epochs": epoch}  # fmt: skip
+        row |= {
+            "drawings_per_s": drawings / elapsed,
+            "in_epoch_per_s": in_epoch,
+            "batches": batches,
+            "epochs": epoch,
+        }
     except Exception as err:
         row["note"] = _error_note("failed: ", err)
     return row
@@ -501,15 +579,28 @@ def loop_case(store_path: Path, work: Path, cfg: TrainConfig, s: Settings) -> di
     from pipeline.train import run as train_run
 
     cfg = dataclasses.replace(
-        cfg, time_budget_s=s.loop_s, epochs=10_000, batch_size=s.loop_batch,
-        workers=s.loop_workers, processes=1, val_every_steps=0,
-        val_every_s=1e6, checkpoint_every_s=0,
-    )  # fmt: skip
+        cfg,
+        time_budget_s=s.loop_s,
+        epochs=10_000,
+        batch_size=s.loop_batch,
+        workers=s.loop_workers,
+        processes=1,
+        val_every_steps=0,
+        val_every_s=1e6,
+        checkpoint_every_s=0,
+    )
     row: dict[str, Any] = {
-        "family": cfg.model, "batch": cfg.batch_size, "workers": cfg.workers,
-        "budget_s": s.loop_s, "steps": None, "time_s": None, "steps_per_s": None,
-        "samples_per_s": None, "val_map3": None, "note": "",
-    }  # fmt: skip
+        "family": cfg.model,
+        "batch": cfg.batch_size,
+        "workers": cfg.workers,
+        "budget_s": s.loop_s,
+        "steps": None,
+        "time_s": None,
+        "steps_per_s": None,
+        "samples_per_s": None,
+        "val_map3": None,
+        "note": "",
+    }
     threads = torch.get_num_threads()
     paths = paths_reading(store_path, work / f"loop-{cfg.model}").for_member(cfg.model)
     try:
@@ -520,10 +611,12 @@ def loop_case(store_path: Path, work: Path, cfg: TrainConfig, s: Settings) -> di
                 sys.stderr.write(log.getvalue()[-3000:])
                 raise
         row |= {
-            "steps": summary["steps"], "time_s": summary["time_s"],
+            "steps": summary["steps"],
+            "time_s": summary["time_s"],
             "steps_per_s": summary["steps"] / summary["time_s"],
-            "samples_per_s": summary["train/samples_per_s"], "val_map3": summary["val/map3"],
-        }  # fmt: skip
+            "samples_per_s": summary["train/samples_per_s"],
+            "val_map3": summary["val/map3"],
+        }
     except Exception as err:
         row["note"] = _error_note("failed: ", err)
     finally:
@@ -535,18 +628,30 @@ def loop_case(store_path: Path, work: Path, cfg: TrainConfig, s: Settings) -> di
 
 
 def ddp_run(
-    store_path: Path, work: Path, params: dict[str, Any], device: torch.device, s: Settings,
-    ddp_cpu: bool, stage: bool | None = None,
-) -> dict[str, Any]:  # fmt: skip
+    store_path: Path,
+    work: Path,
+    params: dict[str, Any],
+    device: torch.device,
+    s: Settings,
+    ddp_cpu: bool,
+    stage: bool | None = None,
+) -> dict[str, Any]:
     """The train stage under torchrun on every GPU (NCCL), or 2 gloo processes on the CPU."""
     if device.type == "cuda":
         n, backend = torch.cuda.device_count(), "nccl"
     else:
         n, backend = (2 if ddp_cpu else 1), "gloo"
     result: dict[str, Any] = {
-        "processes": n, "backend": backend, "member": DDP_MEMBER, "budget_s": s.ddp_s,
-        "steps": None, "time_s": None, "samples_per_s": None, "wall_s": None, "command": None,
-    }  # fmt: skip
+        "processes": n,
+        "backend": backend,
+        "member": DDP_MEMBER,
+        "budget_s": s.ddp_s,
+        "steps": None,
+        "time_s": None,
+        "samples_per_s": None,
+        "wall_s": None,
+        "command": None,
+    }
     if n < 2:
         hint = "" if device.type == "cuda" else "; --ddp-cpu runs 2 gloo processes"
         return result | {"status": f"skipped ({n} device{hint})"}
@@ -557,10 +662,16 @@ def ddp_run(
     gpu = device.type == "cuda"
     workers = max(0, min(s.loop_workers, (os.cpu_count() or 1) // n - 1)) if gpu else 0
     p["train"] |= {
-        "time_budget_s": s.ddp_s, "epochs": 10_000, "batch_size": s.loop_batch,
-        "workers": workers, "threads": 0 if gpu else 1, "processes": n,
-        "val_every_steps": 0, "val_every_s": 1e6, "checkpoint_every_s": 0,
-    }  # fmt: skip
+        "time_budget_s": s.ddp_s,
+        "epochs": 10_000,
+        "batch_size": s.loop_batch,
+        "workers": workers,
+        "threads": 0 if gpu else 1,
+        "processes": n,
+        "val_every_steps": 0,
+        "val_every_s": 1e6,
+        "checkpoint_every_s": 0,
+    }
     p["ensemble"] = {**p["ensemble"], "members": [DDP_MEMBER]}
     p["members"] = {DDP_MEMBER: {"model": DDP_MEMBER}}
     (root / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
@@ -568,10 +679,19 @@ def ddp_run(
     # --ddp-worker, which calls the same `pipeline.train.run` without dvclive.
     if stage is None:
         stage = importlib.util.find_spec("dvclive") is not None
-    entry = (["-m", "pipeline.train", "--params", "params.yaml", "--member", DDP_MEMBER] if stage
-             else ["-m", "benchmarks.gpu_check", "--ddp-worker", "params.yaml"])  # fmt: skip
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-           f"--nproc-per-node={n}", *entry]  # fmt: skip
+    entry = (
+        ["-m", "pipeline.train", "--params", "params.yaml", "--member", DDP_MEMBER]
+        if stage
+        else ["-m", "benchmarks.gpu_check", "--ddp-worker", "params.yaml"]
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={n}",
+        *entry,
+    ]
     env = _env()
     if device.type == "cpu":
         env |= {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
@@ -581,17 +701,20 @@ def ddp_run(
     start = time.perf_counter()
     code, err = _run_bounded(cmd, root, env, s.ddp_s + 120, capture=True)
     result["wall_s"] = time.perf_counter() - start
-    summary_path = root / "dvclive" / DDP_MEMBER / "metrics.json" if stage \
-        else root / "ddp_summary.json"  # fmt: skip
+    summary_path = (
+        root / "dvclive" / DDP_MEMBER / "metrics.json" if stage else root / "ddp_summary.json"
+    )
     if code != 0 or not summary_path.is_file():
         sys.stderr.write(err[-4000:])
         tail = (err.strip().splitlines() or ["no output"])[-1][:200]
         return result | {"status": f"failed ({code}): {tail}"}
     summary = flatten(json.loads(summary_path.read_text()), sep="/")
     return result | {
-        "status": "ok", "steps": summary["steps"], "time_s": summary["time_s"],
+        "status": "ok",
+        "steps": summary["steps"],
+        "time_s": summary["time_s"],
         "samples_per_s": summary["train/samples_per_s"],
-    }  # fmt: skip
+    }
 
 
 def ddp_worker(params_path: Path) -> None:
@@ -624,16 +747,19 @@ class TrainSteps:
         encoder = encoder_for(cfg)
         key = (encoder.kind, encoder.image_size, batch)
         if key not in self._batches:
-            self._batches[key] = prebuilt_batches(self.drawings, cfg, batch, self.s.prebuilt,
-                                                  self.dev.type == "cuda")  # fmt: skip
+            self._batches[key] = prebuilt_batches(
+                self.drawings, cfg, batch, self.s.prebuilt, self.dev.type == "cuda"
+            )
         return self._batches[key]
 
     def case(self, family: str, path: str, batch: int, compiled: bool) -> dict[str, Any]:
         cfg = self.configs[family]
         row = train_case(cfg, path, self.batches(cfg, batch), compiled, self.dev, self.s)
         rate = f"{row['samples_per_s']:,.0f} samples/s" if row["samples_per_s"] else "-"
-        _say(f"train step {family}/{path} batch {batch}"
-             f"{' compiled' if compiled else ''}: {rate} {row['note']}")  # fmt: skip
+        _say(
+            f"train step {family}/{path} batch {batch}"
+            f"{' compiled' if compiled else ''}: {rate} {row['note']}"
+        )
         return row
 
 
@@ -654,15 +780,30 @@ def _setup(
 
 
 def _skipped_compile(family: str, path: str, batch: int, amp: str, note: str) -> dict[str, Any]:
-    return {"family": family, "path": path, "batch": batch, "compile": True, "amp": amp,
-            "samples_per_s": None, "step_ms": None, "peak_mem_mib": None, "warmup_s": None,
-            "steps": 0, "note": note}  # fmt: skip
+    return {
+        "family": family,
+        "path": path,
+        "batch": batch,
+        "compile": True,
+        "amp": amp,
+        "samples_per_s": None,
+        "step_ms": None,
+        "peak_mem_mib": None,
+        "warmup_s": None,
+        "steps": 0,
+        "note": note,
+    }
 
 
 def compile_cases(
-    dev: torch.device, s: Settings, families: list[str], preset: str | None, store_path: Path,
-    work: Path, seconds_left: float,
-) -> list[dict[str, Any]]:  # fmt: skip
+    dev: torch.device,
+    s: Settings,
+    families: list[str],
+    preset: str | None,
+    store_path: Path,
+    work: Path,
+    seconds_left: float,
+) -> list[dict[str, Any]]:
     """The compiled train-step cases, in a child process given the time left of the budget
     (`--compile-worker`): a compile that overruns is killed and a crash stays there."""
     plan = compile_plan(families, s)
@@ -672,18 +813,32 @@ def compile_cases(
     box = f"skipped (time box: --budget-s {s.budget_s:.0f})"
     if seconds_left < s.compile_cost_s:
         return [_skipped_compile(f, p, b, amp, box) for f, p, b in plan]
-    spec = {"device": str(dev), "settings": dataclasses.asdict(s), "families": families,
-            "preset": preset, "store": str(store_path), "cases": plan,
-            "rows": str(work / "compile_rows.jsonl")}  # fmt: skip
+    spec = {
+        "device": str(dev),
+        "settings": dataclasses.asdict(s),
+        "families": families,
+        "preset": preset,
+        "store": str(store_path),
+        "cases": plan,
+        "rows": str(work / "compile_rows.jsonl"),
+    }
     (work / "compile_spec.json").write_text(json.dumps(spec))
     if dev.type == "cuda":
         torch.cuda.empty_cache()
-    cmd = [sys.executable, "-m", "benchmarks.gpu_check", "--compile-worker",
-           str(work / "compile_spec.json")]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.gpu_check",
+        "--compile-worker",
+        str(work / "compile_spec.json"),
+    ]
     status = _run_bounded(cmd, REPO_DIR, _env(), seconds_left, capture=False)[0]
     rows_path = Path(spec["rows"])
-    rows = [json.loads(line) for line in rows_path.read_text().splitlines()] \
-        if rows_path.is_file() else []  # fmt: skip
+    rows = (
+        [json.loads(line) for line in rows_path.read_text().splitlines()]
+        if rows_path.is_file()
+        else []
+    )
     done = {(r["family"], r["path"], r["batch"]) for r in rows}
     missing = [tuple(c) for c in plan if tuple(c) not in done]
     for i, (f, p, b) in enumerate(missing):
@@ -722,9 +877,15 @@ def _run_bounded(
 ) -> tuple[int | str, str]:
     """Run `cmd` in its own session; past `timeout`, kill its whole process group (torchrun's
     ranks, inductor's compile workers). Returns (exit code or "timeout", its stderr if kept)."""
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, start_new_session=True, text=True,
-                            stdout=subprocess.PIPE if capture else None,
-                            stderr=subprocess.PIPE if capture else None)  # fmt: skip
+    proc = subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        env=env,
+        start_new_session=True,
+        text=True,
+        stdout=subprocess.PIPE if capture else None,
+        stderr=subprocess.PIPE if capture else None,
+    )
     try:
         _, err = proc.communicate(timeout=timeout)
         return proc.returncode, err or ""
@@ -759,10 +920,16 @@ def run(
         raise SystemExit(f"error: unknown families {unknown}; known: {list(MODELS)}")
     params, configs = _setup(dev, s, families, preset)
     report: dict[str, Any] = {
-        "env": environment(dev), "quick": quick, "preset": preset,
-        "settings": dataclasses.asdict(s), "train_step": [], "input_pipeline": [], "loop": [],
-        "ddp": None, "sections_s": {},
-    }  # fmt: skip
+        "env": environment(dev),
+        "quick": quick,
+        "preset": preset,
+        "settings": dataclasses.asdict(s),
+        "train_step": [],
+        "input_pipeline": [],
+        "loop": [],
+        "ddp": None,
+        "sections_s": {},
+    }
     sections = report["sections_s"]
     save: Callable[[], None] = (lambda: _write(out, report)) if out is not None else lambda: None
 
@@ -772,8 +939,10 @@ def run(
         report["store"] = st = build_store(work, source, s, params)
         store_path = Path(st["path"])
         sections["store"] = time.perf_counter() - t0
-        _say(f"store: {st['source']}, {st['classes']} classes, {st['train']:,} train drawings, "
-             f"{st['blocks']} blocks, {st['build_s']:.1f} s")  # fmt: skip
+        _say(
+            f"store: {st['source']}, {st['classes']} classes, {st['train']:,} train drawings, "
+            f"{st['blocks']} blocks, {st['build_s']:.1f} s"
+        )
         save()
 
         # 1. The train step, compile off (the compiled cases come last, budget allowing).
@@ -797,8 +966,7 @@ def run(
                 row["families"] = [f for f in families if encoder_for(configs[f]).kind == kind]
                 report["input_pipeline"].append(row)
                 rate = f"{row['drawings_per_s']:,.0f}" if row["drawings_per_s"] else "-"
-                _say(f"input pipeline {kind} workers {workers}: {rate} drawings/s "
-                     f"{row['note']}")  # fmt: skip
+                _say(f"input pipeline {kind} workers {workers}: {rate} drawings/s {row['note']}")
                 save()
 
         sections["input_pipeline"] = time.perf_counter() - t0 - sum(sections.values())
@@ -825,8 +993,9 @@ def run(
         report["train_step"] += compile_cases(dev, s, families, preset, store_path, work, left)
         sections["compile"] = time.perf_counter() - t0 - sum(sections.values())
         order = {fp: i for i, fp in enumerate((f, p) for f in families for p in family_paths(f))}
-        report["train_step"].sort(key=lambda r: (order[r["family"], r["path"]], r["batch"],
-                                                 r["compile"]))  # fmt: skip
+        report["train_step"].sort(
+            key=lambda r: (order[r["family"], r["path"]], r["batch"], r["compile"])
+        )
         report["wall_s"] = time.perf_counter() - t0
         save()
     if print_tables:
@@ -863,30 +1032,40 @@ def tables(report: dict[str, Any]) -> str:
             f"| {_num(r['samples_per_s'])} | {_num(r['step_ms'], ',.1f')} | {mem} "
             f"| {r['note']} |"
         )
-    lines += ["", "| input pipeline | workers | batch | drawings/s | within epochs | epochs "
-              "| first batch s | note |",
-              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]  # fmt: skip
+    lines += [
+        "",
+        "| input pipeline | workers | batch | drawings/s | within epochs | epochs "
+        "| first batch s | note |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
     for r in report["input_pipeline"]:
         kind = r["input"] + (f" {r['image_size']}px" if r["image_size"] else "")
         kind += f" ({', '.join(r.get('families', []))})"
-        lines.append(f"| {kind} | {r['workers']} | {r['batch']} | {_num(r['drawings_per_s'])} "
-                     f"| {_num(r['in_epoch_per_s'])} | {r['epochs']} "
-                     f"| {_num(r['first_batch_s'], '.2f')} | {r['note']} |")  # fmt: skip
+        lines.append(
+            f"| {kind} | {r['workers']} | {r['batch']} | {_num(r['drawings_per_s'])} "
+            f"| {_num(r['in_epoch_per_s'])} | {r['epochs']} "
+            f"| {_num(r['first_batch_s'], '.2f')} | {r['note']} |"
+        )
     lines += [
         "",
         "| training loop | batch | workers | steps | time s | steps/s | samples/s | note |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in report["loop"]:
-        lines.append(f"| {r['family']} | {r['batch']} | {r['workers']} | {_num(r['steps'])} "
-                     f"| {_num(r['time_s'], '.1f')} | {_num(r['steps_per_s'], '.2f')} "
-                     f"| {_num(r['samples_per_s'])} | {r['note']} |")  # fmt: skip
+        lines.append(
+            f"| {r['family']} | {r['batch']} | {r['workers']} | {_num(r['steps'])} "
+            f"| {_num(r['time_s'], '.1f')} | {_num(r['steps_per_s'], '.2f')} "
+            f"| {_num(r['samples_per_s'])} | {r['note']} |"
+        )
     ddp = report["ddp"]
-    lines += ["", "| DDP | processes | backend | steps | time s | samples/s | status |",
-              "| --- | ---: | --- | ---: | ---: | ---: | --- |",
-              f"| {ddp['member']} | {ddp['processes']} | {ddp['backend']} | {_num(ddp['steps'])} "
-              f"| {_num(ddp['time_s'], '.1f')} | {_num(ddp['samples_per_s'])} "
-              f"| {ddp['status']} |"]  # fmt: skip
+    lines += [
+        "",
+        "| DDP | processes | backend | steps | time s | samples/s | status |",
+        "| --- | ---: | --- | ---: | ---: | ---: | --- |",
+        f"| {ddp['member']} | {ddp['processes']} | {ddp['backend']} | {_num(ddp['steps'])} "
+        f"| {_num(ddp['time_s'], '.1f')} | {_num(ddp['samples_per_s'])} "
+        f"| {ddp['status']} |",
+    ]
     return "\n".join(lines)
 
 
@@ -914,12 +1093,27 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.device == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = ""  # the trainer (step 3) picks a GPU if it sees one
-    overrides = {k: v for k, v in (("image_size", args.image_size), ("compile", args.compile),
-                                   ("budget_s", args.budget_s), ("loop_s", args.loop_s))
-                 if v is not None}  # fmt: skip
+    overrides = {
+        k: v
+        for k, v in (
+            ("image_size", args.image_size),
+            ("compile", args.compile),
+            ("budget_s", args.budget_s),
+            ("loop_s", args.loop_s),
+        )
+        if v is not None
+    }
     families = args.families.split(",") if args.families else None
-    run(args.device, args.quick, families, args.out, args.source, args.ddp_cpu, args.preset,
-        **overrides)  # fmt: skip
+    run(
+        args.device,
+        args.quick,
+        families,
+        args.out,
+        args.source,
+        args.ddp_cpu,
+        args.preset,
+        **overrides,
+    )
 
 
 if __name__ == "__main__":

@@ -36,8 +36,9 @@ def build_store(
     cfg = from_dict(PreprocessConfig, repo_params("preprocess"), "preprocess")
     cfg = dataclasses.replace(cfg, val_per_class=val_per_class, blend_per_class=blend_per_class)
     work = store_path.parent.parent
-    paths = dataclasses.replace(Paths.under(work), raw_dir=KAGGLE16_DIR,
-                                processed_dir=store_path.parent, metrics_dir=work)  # fmt: skip
+    paths = dataclasses.replace(
+        Paths.under(work), raw_dir=KAGGLE16_DIR, processed_dir=store_path.parent, metrics_dir=work
+    )
     preprocess(cfg, paths, show_progress=False)
     return store_path
 

@@ -200,8 +200,13 @@ def _read_sources(classes: list[str]) -> list[list[tuple[list, str, bool]]]:
         if kaggle.is_file():
             with open(kaggle, newline="", encoding="utf-8") as f:
                 for row in csv.DictReader(f):
-                    found.append((json.loads(row["drawing"]), row["countrycode"],
-                                  row["recognized"] == "True"))  # fmt: skip
+                    found.append(
+                        (
+                            json.loads(row["drawing"]),
+                            row["countrycode"],
+                            row["recognized"] == "True",
+                        )
+                    )
         sources.append(found)
     return sources
 
@@ -252,17 +257,21 @@ def load_pool(classes: list[str]) -> Pool:
             train_sources.append(ids_arr)
         test_sources.append(ids_arr[is_test])
     return Pool(
-        x=np.array(xs, np.uint8), y=np.array(ys, np.uint8),
-        x_tok=np.array(x_tok, np.int32), y_tok=np.array(y_tok, np.int32),
-        x_sep=np.array(x_sep, np.int16), y_sep=np.array(y_sep, np.int16),
+        x=np.array(xs, np.uint8),
+        y=np.array(ys, np.uint8),
+        x_tok=np.array(x_tok, np.int32),
+        y_tok=np.array(y_tok, np.int32),
+        x_sep=np.array(x_sep, np.int16),
+        y_sep=np.array(y_sep, np.int16),
         open_tok=np.array(open_tok, np.int32),
         point_offsets=np.concatenate([[0], np.cumsum(point_counts)]).astype(np.int64),
         stroke_offsets=np.concatenate([[0], np.cumsum(stroke_counts)]).astype(np.int64),
         n_tokens=np.array(stroke_counts, np.int64) + 2 * np.array(point_counts, np.int64),
         country=np.frombuffer(b"".join(countries), np.uint8).reshape(-1, 2),
         recognized=np.array(recognized, bool),
-        train_sources=train_sources, test_sources=test_sources,
-    )  # fmt: skip
+        train_sources=train_sources,
+        test_sources=test_sources,
+    )
 
 
 # ---- CSV text, vectorised ----------------------------------------------------------------------
@@ -366,22 +375,33 @@ def train_text(
     word)."""
     rows = len(src)
     rec = pool.recognized[src]
-    rec_text = np.where(rec[:, None], np.frombuffer(b"True,,", np.uint8),
-                        np.frombuffer(b"False,", np.uint8))  # fmt: skip
+    rec_text = np.where(
+        rec[:, None], np.frombuffer(b"True,,", np.uint8), np.frombuffer(b"False,", np.uint8)
+    )
     head = _fields([(np.hstack([pool.country[src], _const(b',"[', rows)]), None)])
-    tail = _fields([
-        (np.hstack([_const(b']",', rows), _digits(keys), _const(b",", rows)]), None),
-        (rec_text, np.where(rec, 5, 6)),
-        (np.hstack([_timestamps(rng, rows), _const(b"," + word.encode() + b"\n", rows)]), None),
-    ])  # fmt: skip
+    tail = _fields(
+        [
+            (np.hstack([_const(b']",', rows), _digits(keys), _const(b",", rows)]), None),
+            (rec_text, np.where(rec, 5, 6)),
+            (np.hstack([_timestamps(rng, rows), _const(b"," + word.encode() + b"\n", rows)]), None),
+        ]
+    )
     return render_rows(pool, src, rng, head, tail)
 
 
 def test_text(pool: Pool, src: np.ndarray, keys: np.ndarray, rng: np.random.Generator) -> bytes:
     """Rows of `test_simplified.csv`: key_id,countrycode,drawing."""
     rows = len(src)
-    head = _fields([(np.hstack([_digits(keys), _const(b",", rows), pool.country[src],
-                                _const(b',"[', rows)]), None)])  # fmt: skip
+    head = _fields(
+        [
+            (
+                np.hstack(
+                    [_digits(keys), _const(b",", rows), pool.country[src], _const(b',"[', rows)]
+                ),
+                None,
+            )
+        ]
+    )
     tail = _fields([(_const(b']"\n', rows), None)])
     return render_rows(pool, src, rng, head, tail)
 
@@ -389,8 +409,10 @@ def test_text(pool: Pool, src: np.ndarray, keys: np.ndarray, rng: np.random.Gene
 def class_counts(drawings: int, n_classes: int, seed: int) -> np.ndarray:
     """Imbalanced per-class counts summing to `drawings`: seeded weights in `COUNT_WEIGHTS`."""
     if drawings < 10 * n_classes:
-        raise PipelineError(f"--drawings {drawings:,} is too few for {n_classes} classes; "
-                            f"give at least {10 * n_classes:,}")  # fmt: skip
+        raise PipelineError(
+            f"--drawings {drawings:,} is too few for {n_classes} classes; "
+            f"give at least {10 * n_classes:,}"
+        )
     weights = np.random.default_rng([seed, 1]).uniform(*COUNT_WEIGHTS, n_classes)
     exact = drawings * weights / weights.sum()
     counts = np.floor(exact).astype(np.int64)
@@ -461,8 +483,17 @@ def generate(out_dir: str, drawings: int, test_rows: int, seed: int, processes: 
     pool_s = time.perf_counter() - started
     counts = class_counts(drawings, len(classes), seed)
     first_rows = np.cumsum(counts) - counts
-    tasks = [(c, classes[c], int(counts[c]), int(first_rows[c]), seed,
-              str(out / TRAIN_DIR / f"{classes[c]}.csv")) for c in np.argsort(-counts)]  # fmt: skip
+    tasks = [
+        (
+            c,
+            classes[c],
+            int(counts[c]),
+            int(first_rows[c]),
+            seed,
+            str(out / TRAIN_DIR / f"{classes[c]}.csv"),
+        )
+        for c in np.argsort(-counts)
+    ]
     write_start = time.perf_counter()
     train_bytes, cpu_s = 0, 0.0
     context = multiprocessing.get_context("fork")  # the workers inherit the pool
@@ -494,10 +525,16 @@ def generate(out_dir: str, drawings: int, test_rows: int, seed: int, processes: 
         "mb_per_s_per_process": round(total / 1e6 / (cpu_s + test_s), 1),
         "rows_per_s_per_process": round((drawings + test_rows) / (cpu_s + test_s)),
     }
-    log.info("generated %s train rows (%s MB) and %s test rows in %.1f s: %.1f MB/s, "
-             "%.1f MB/s per process", f"{drawings:,}", f"{train_bytes / 1e6:,.0f}",
-             f"{test_rows:,}", write_s, figures["mb_per_s"],
-             figures["mb_per_s_per_process"])  # fmt: skip
+    log.info(
+        "generated %s train rows (%s MB) and %s test rows in %.1f s: %.1f MB/s, "
+        "%.1f MB/s per process",
+        f"{drawings:,}",
+        f"{train_bytes / 1e6:,.0f}",
+        f"{test_rows:,}",
+        write_s,
+        figures["mb_per_s"],
+        figures["mb_per_s_per_process"],
+    )
     return figures
 
 
@@ -537,9 +574,15 @@ def loader_rates(
         encoder = encoder_for(cfg)
         for batch_size in dict.fromkeys([cfg.batch_size, GPU_BATCH]):
             dataset = TrainBatches(
-                Path(store), "train", list(range(n_blocks)), batch_size,
-                cfg.shuffle_buffer_blocks, encoder, Augment.from_train_cfg(cfg), cfg.seed,
-            )  # fmt: skip
+                Path(store),
+                "train",
+                list(range(n_blocks)),
+                batch_size,
+                cfg.shuffle_buffer_blocks,
+                encoder,
+                Augment.from_train_cfg(cfg),
+                cfg.seed,
+            )
             for workers in worker_counts:
                 dataset.set_epoch(0)
                 start = time.perf_counter()
@@ -558,13 +601,24 @@ def loader_rates(
                 rate = n / (time.perf_counter() - start)
                 del batches  # stops the workers
                 figures[f"{name}/batch{batch_size}/workers{workers}"] = {
-                    "member": name, "encoder": encoder.kind, "batch_size": batch_size,
-                    "workers": workers, "image_size": encoder.image_size,
-                    "first_batch_s": round(first_s, 2), "drawings": n, "epochs": epoch + 1,
+                    "member": name,
+                    "encoder": encoder.kind,
+                    "batch_size": batch_size,
+                    "workers": workers,
+                    "image_size": encoder.image_size,
+                    "first_batch_s": round(first_s, 2),
+                    "drawings": n,
+                    "epochs": epoch + 1,
                     "drawings_per_s": round(rate, 1),
-                }  # fmt: skip
-                log.info("input pipeline %s (%s), batch %d, %d workers: %s drawings/s", name,
-                         encoder.kind, batch_size, workers, f"{rate:,.0f}")  # fmt: skip
+                }
+                log.info(
+                    "input pipeline %s (%s), batch %d, %d workers: %s drawings/s",
+                    name,
+                    encoder.kind,
+                    batch_size,
+                    workers,
+                    f"{rate:,.0f}",
+                )
     return figures
 
 
@@ -604,8 +658,13 @@ STEP_ENV: dict[str, str] = {}  # --threads: set for every step's process
 
 def measure(cmd: list[str], cwd: Path, log_path: Path, sample_s: float = 0.25) -> Measured:
     """Run `cmd` (stdout to `<log>.out`, stderr to `log_path`); time and peak memory."""
-    env = {**os.environ, **STEP_ENV, "PYTHONPATH": os.pathsep.join(
-        p for p in (str(REPO_DIR), os.environ.get("PYTHONPATH", "")) if p)}  # fmt: skip
+    env = {
+        **os.environ,
+        **STEP_ENV,
+        "PYTHONPATH": os.pathsep.join(
+            p for p in (str(REPO_DIR), os.environ.get("PYTHONPATH", "")) if p
+        ),
+    }
     log_path.parent.mkdir(parents=True, exist_ok=True)
     rss_path = log_path.with_suffix(".maxrss")
     if TIME_BIN:
@@ -643,8 +702,13 @@ def run_step(name: str, cmd: list[str], cwd: Path, logs: Path) -> tuple[Measured
         for line in tail:
             log.error("  %s", line)
         raise PipelineError(f"step {name} failed (exit {m.returncode}); log: {logs}/{name}.log")
-    log.info("%s: %.1f s, peak %s MB (tree PSS), %s MB (largest process RSS)", name, m.wall_s,
-             f"{m.peak_pss_mb:,.0f}", f"{m.max_rss_mb:,.0f}")  # fmt: skip
+    log.info(
+        "%s: %.1f s, peak %s MB (tree PSS), %s MB (largest process RSS)",
+        name,
+        m.wall_s,
+        f"{m.peak_pss_mb:,.0f}",
+        f"{m.max_rss_mb:,.0f}",
+    )
     return m, (logs / f"{name}.out").read_text()
 
 
@@ -672,11 +736,17 @@ def write_params(
     """The repo's params.yaml with the rehearsal's overrides, in `run_dir`."""
     params = yaml.safe_load((REPO_DIR / "params.yaml").read_text())
     params["download"] |= {"source": "local", "path": str(data_dir)}
-    params["preprocess"] |= {"val_per_class": VAL_PER_CLASS, "blend_per_class": BLEND_PER_CLASS,
-                             "max_per_class": 0}  # fmt: skip
+    params["preprocess"] |= {
+        "val_per_class": VAL_PER_CLASS,
+        "blend_per_class": BLEND_PER_CLASS,
+        "max_per_class": 0,
+    }
     # Validate only at the end of the budget: 17,000 val drawings would eat a short one.
-    params["train"] |= {"time_budget_s": float(train_s), "val_every_steps": 0,
-                        "val_every_s": float(train_s) * 100 + 3600.0}  # fmt: skip
+    params["train"] |= {
+        "time_budget_s": float(train_s),
+        "val_every_steps": 0,
+        "val_every_s": float(train_s) * 100 + 3600.0,
+    }
     params["ensemble"]["members"] = list(members)
     if blend_method:
         params["ensemble"]["method"] = blend_method
@@ -691,8 +761,12 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _record(m: Measured, **figures: Any) -> dict[str, Any]:
-    return {"wall_s": round(m.wall_s, 2), "peak_pss_mb": round(m.peak_pss_mb, 1),
-            "max_rss_mb": round(m.max_rss_mb, 1), **figures}  # fmt: skip
+    return {
+        "wall_s": round(m.wall_s, 2),
+        "peak_pss_mb": round(m.peak_pss_mb, 1),
+        "max_rss_mb": round(m.max_rss_mb, 1),
+        **figures,
+    }
 
 
 def run_scale(drawings: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
@@ -710,8 +784,12 @@ def run_scale(drawings: int, args: argparse.Namespace, work: Path) -> dict[str, 
         raise
     if not args.keep:
         shutil.rmtree(scale_dir)
-    return {"drawings": drawings, "test_rows": args.test_rows,
-            "wall_s": round(time.perf_counter() - started, 1), "steps": steps}  # fmt: skip
+    return {
+        "drawings": drawings,
+        "test_rows": args.test_rows,
+        "wall_s": round(time.perf_counter() - started, 1),
+        "steps": steps,
+    }
 
 
 def _run_steps(
@@ -719,8 +797,13 @@ def _run_steps(
 ) -> dict[str, dict[str, Any]]:
     data_dir, run_dir = scale_dir / "kaggle", scale_dir / "run"
     steps: dict[str, dict[str, Any]] = {}
-    m, gen = call("generate", "generate", [str(data_dir), drawings, args.test_rows, args.seed,
-                                           args.gen_processes], scale_dir, logs)  # fmt: skip
+    m, gen = call(
+        "generate",
+        "generate",
+        [str(data_dir), drawings, args.test_rows, args.seed, args.gen_processes],
+        scale_dir,
+        logs,
+    )
     steps["generate"] = _record(m, own_s=gen["write_s"] + gen["pool_s"], **gen)
     params = write_params(run_dir, data_dir, args.members, args.train_s, args.blend_method)
     metrics_dir, live_dir = run_dir / "metrics", run_dir / "dvclive"
@@ -746,8 +829,9 @@ def _run_steps(
         m = stage(name, f"pipeline.{name}", run_dir, logs)
         figures = _read_json(metrics_dir / f"{name}.json")
         steps[name] = _record(m, own_s=figures["time_s"], metrics=figures)
-    m, out = run_step("submit --dry-run", [sys.executable, "-m", "pipeline.submit", "--dry-run"],
-                      run_dir, logs)  # fmt: skip
+    m, out = run_step(
+        "submit --dry-run", [sys.executable, "-m", "pipeline.submit", "--dry-run"], run_dir, logs
+    )
     steps["submit --dry-run"] = _record(m, check=out.strip().splitlines()[-1])
     return steps
 
@@ -760,8 +844,10 @@ STORE_BYTES_PER_DRAWING = 100  # the store, about 96 (README); pass 2 holds the 
 def disk_needed(scales: list[int], test_rows: int, row_bytes: float, keep: bool) -> int:
     """Bytes the rehearsal needs at once: 1.1 x the CSV plus twice the store, for the largest
     scale (or every scale when they are kept), plus 1 GB of models, checkpoints and logs."""
-    need = [1.1 * (n + test_rows) * row_bytes + 2 * STORE_BYTES_PER_DRAWING * (n + test_rows)
-            for n in scales]  # fmt: skip
+    need = [
+        1.1 * (n + test_rows) * row_bytes + 2 * STORE_BYTES_PER_DRAWING * (n + test_rows)
+        for n in scales
+    ]
     return int((sum(need) if keep else max(need)) + 1e9)
 
 
@@ -831,18 +917,24 @@ def _note(name: str, step: dict[str, Any]) -> str:
         return "drawings/s in the input pipeline table"
     if name.startswith("train@"):
         t = step["metrics"]
-        return (f"{t['steps']:,} steps, {t['train/samples_per_s']:,.0f} samples/s, "
-                f"val MAP@3 {t['val/map3']:.4f}")  # fmt: skip
+        return (
+            f"{t['steps']:,} steps, {t['train/samples_per_s']:,.0f} samples/s, "
+            f"val MAP@3 {t['val/map3']:.4f}"
+        )
     if name == "blend":
-        return f"{step['metrics']['blend/drawings']:,} drawings, fit MAP@3 " \
-               f"{step['metrics'].get('blend/fit/map3', float('nan')):.4f}"  # fmt: skip
+        return (
+            f"{step['metrics']['blend/drawings']:,} drawings, fit MAP@3 "
+            f"{step['metrics'].get('blend/fit/map3', float('nan')):.4f}"
+        )
     if name == "evaluate":
         e = step["metrics"]
         return f"val MAP@3 {e['val/map3']:.4f}, {e['drawings_per_s']:,.0f} drawings/s"
     if name == "predict":
         p = step["metrics"]
-        return (f"{p['test/rows']:,} rows, test MAP@3 {p.get('test/map3', float('nan')):.4f}, "
-                f"{p['drawings_per_s']:,.0f} drawings/s")  # fmt: skip
+        return (
+            f"{p['test/rows']:,} rows, test MAP@3 {p.get('test/map3', float('nan')):.4f}, "
+            f"{p['drawings_per_s']:,.0f} drawings/s"
+        )
     if name == "submit --dry-run":
         return step["check"]
     return ""
@@ -857,8 +949,10 @@ def scale_table(result: dict[str, Any]) -> list[str]:
     ]
     for name, s in result["steps"].items():
         own = f"{s['own_s']:,.1f}" if "own_s" in s else ""
-        lines.append(f"| {name} | {s['wall_s']:,.1f} | {own} | {s['peak_pss_mb']:,.0f} "
-                     f"| {s['max_rss_mb']:,.0f} | {_note(name, s)} |")  # fmt: skip
+        lines.append(
+            f"| {name} | {s['wall_s']:,.1f} | {own} | {s['peak_pss_mb']:,.0f} "
+            f"| {s['max_rss_mb']:,.0f} | {_note(name, s)} |"
+        )
     return lines
 
 
@@ -886,8 +980,13 @@ def loader_table(result: dict[str, Any]) -> list[str]:
 READER_BYTES_PER_DRAWING = 8 + 2 + 8 + 1  # every SplitReader loads offsets, label, key_id, valid
 
 
-def project(results: list[dict[str, Any]], gpu_rates: dict[str, float], stated: set[str],
-            members: list[str], workers: int) -> list[dict[str, Any]]:  # fmt: skip
+def project(
+    results: list[dict[str, Any]],
+    gpu_rates: dict[str, float],
+    stated: set[str],
+    members: list[str],
+    workers: int,
+) -> list[dict[str, Any]]:
     """The competition on a 16-core, one-GPU machine, from the largest scale's figures (and the
     growth of memory between the smallest and the largest)."""
     result = results[-1]
@@ -900,8 +999,13 @@ def project(results: list[dict[str, Any]], gpu_rates: dict[str, float], stated: 
 
     drawings = result["drawings"]
     full_csv = KAGGLE_TRAIN * gen["bytes_per_row"]
-    row("train CSV", f"{full_csv / 1e9:,.1f} GB", f"{gen['bytes_per_row']:.0f} bytes per "
-        f"generated row x {KAGGLE_TRAIN:,} (Kaggle's own: about 23 GB)", "projected")  # fmt: skip
+    row(
+        "train CSV",
+        f"{full_csv / 1e9:,.1f} GB",
+        f"{gen['bytes_per_row']:.0f} bytes per "
+        f"generated row x {KAGGLE_TRAIN:,} (Kaggle's own: about 23 GB)",
+        "projected",
+    )
     per_worker = gen["train_bytes"] / 1e6 / pre["pass1_s"] / workers
     pass1_min = full_csv / 1e6 / (per_worker * PROJECTED_CORES) / 60
     row(
@@ -923,8 +1027,12 @@ def project(results: list[dict[str, Any]], gpu_rates: dict[str, float], stated: 
         "projected",
     )
     row("preprocess total", f"{pass1_min + rest_min:,.1f} min", "the two passes", "projected")
-    row("store", f"{pre['bytes_per_drawing'] * (KAGGLE_TRAIN + KAGGLE_TEST) / 1e9:,.1f} GB",
-        f"{pre['bytes_per_drawing']:.0f} B/drawing measured", "projected")  # fmt: skip
+    row(
+        "store",
+        f"{pre['bytes_per_drawing'] * (KAGGLE_TRAIN + KAGGLE_TEST) / 1e9:,.1f} GB",
+        f"{pre['bytes_per_drawing']:.0f} B/drawing measured",
+        "projected",
+    )
     train_full = KAGGLE_TRAIN - KAGGLE_CLASSES * (VAL_PER_CLASS + BLEND_PER_CLASS)
     rates = steps["input pipeline"]["rates"]
     for member in members:
@@ -963,11 +1071,14 @@ def project(results: list[dict[str, Any]], gpu_rates: dict[str, float], stated: 
     if len(results) > 1:
         small, big = results[0]["steps"], steps
         grew = [
-            (big[f"train@{m}"]["max_rss_mb"] - small[f"train@{m}"]["max_rss_mb"]) * 1e6
-            / (big[f"train@{m}"]["metrics"]["train/drawings"]
-               - small[f"train@{m}"]["metrics"]["train/drawings"])
+            (big[f"train@{m}"]["max_rss_mb"] - small[f"train@{m}"]["max_rss_mb"])
+            * 1e6
+            / (
+                big[f"train@{m}"]["metrics"]["train/drawings"]
+                - small[f"train@{m}"]["metrics"]["train/drawings"]
+            )
             for m in members
-        ]  # fmt: skip
+        ]
         measured = "; measured growth of the train stage's peak RSS: " + ", ".join(
             f"{m} {g:,.0f} B/drawing" for m, g in zip(members, grew, strict=True)
         )
@@ -981,9 +1092,11 @@ def project(results: list[dict[str, Any]], gpu_rates: dict[str, float], stated: 
         f"(offsets, label, key_id, valid) x {train_full:,}{measured}",
         "projected",
     )
-    sizes = {"blend": ("blend/drawings", KAGGLE_CLASSES * BLEND_PER_CLASS),
-             "evaluate": ("val/drawings", KAGGLE_CLASSES * VAL_PER_CLASS),
-             "predict": ("test/rows", KAGGLE_TEST)}  # fmt: skip
+    sizes = {
+        "blend": ("blend/drawings", KAGGLE_CLASSES * BLEND_PER_CLASS),
+        "evaluate": ("val/drawings", KAGGLE_CLASSES * VAL_PER_CLASS),
+        "predict": ("test/rows", KAGGLE_TEST),
+    }
     for name, (key, competition) in sizes.items():
         n = steps[name]["metrics"][key]
         same = n == competition
@@ -998,9 +1111,11 @@ def project(results: list[dict[str, Any]], gpu_rates: dict[str, float], stated: 
 
 
 def projection_table(rows: list[dict[str, Any]]) -> list[str]:
-    lines = [f"| {KAGGLE_TRAIN:,} train drawings, {KAGGLE_TEST:,} test rows, "
-             f"{PROJECTED_CORES} cores + 1 GPU | value | basis | figures |",
-             "| --- | --- | --- | --- |"]  # fmt: skip
+    lines = [
+        f"| {KAGGLE_TRAIN:,} train drawings, {KAGGLE_TEST:,} test rows, "
+        f"{PROJECTED_CORES} cores + 1 GPU | value | basis | figures |",
+        "| --- | --- | --- | --- |",
+    ]
     lines += [f"| {r['item']} | {r['value']} | {r['basis']} | **{r['figures']}** |" for r in rows]
     return lines
 
@@ -1029,11 +1144,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scales", default="0.2,1.0", help="fractions of --drawings, in order")
     parser.add_argument("--train-s", type=float, default=60.0, help="time_budget_s per member")
     parser.add_argument("--members", help="ensemble.members, comma-separated (default: params)")
-    parser.add_argument("--gpu-samples-per-s", default="",
-                        help="member=rate,... measured GPU training rates for the projection "
-                        f"(default: stated placeholders {STATED_GPU_RATES})")  # fmt: skip
-    parser.add_argument("--blend-method", choices=("logreg", "weights", "mean"),
-                        help="ensemble.method (default: params.yaml's)")  # fmt: skip
+    parser.add_argument(
+        "--gpu-samples-per-s",
+        default="",
+        help="member=rate,... measured GPU training rates for the projection "
+        f"(default: stated placeholders {STATED_GPU_RATES})",
+    )
+    parser.add_argument(
+        "--blend-method",
+        choices=("logreg", "weights", "mean"),
+        help="ensemble.method (default: params.yaml's)",
+    )
     parser.add_argument(
         "--threads",
         type=int,
@@ -1041,8 +1162,9 @@ def main(argv: list[str] | None = None) -> None:
         help="OMP/MKL/OpenBLAS threads of every step (default 0: the stages' own; torch then "
         "takes every core in blend, evaluate and predict)",
     )
-    parser.add_argument("--loader-s", type=float, default=5.0,
-                        help="seconds per input-pipeline measurement")  # fmt: skip
+    parser.add_argument(
+        "--loader-s", type=float, default=5.0, help="seconds per input-pipeline measurement"
+    )
     parser.add_argument("--gen-processes", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK)
     parser.add_argument("--keep", action="store_true", help="keep each scale's data and outputs")
@@ -1068,8 +1190,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         family(cfg.model)
         key = name if name in given else cfg.model  # a member's own rate, else its family's
         if key not in given:
-            raise PipelineError(f"no GPU rate for member {name}; pass --gpu-samples-per-s "
-                                f"{name}=RATE")  # fmt: skip
+            raise PipelineError(
+                f"no GPU rate for member {name}; pass --gpu-samples-per-s {name}=RATE"
+            )
         gpu_rates[name] = given[key]
         if key in stated_rates:
             stated.add(name)
@@ -1081,9 +1204,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     row_bytes = estimate_row_bytes()
     need = disk_needed(scales, args.test_rows, row_bytes, args.keep)
     check_disk(work, need)
-    log.info("rehearsal: scales %s drawings, %s test rows, members %s, %s s each; about %.1f GB "
-             "of disk in %s", ", ".join(f"{n:,}" for n in scales), f"{args.test_rows:,}",
-             ", ".join(args.members), args.train_s, need / 1e9, work)  # fmt: skip
+    log.info(
+        "rehearsal: scales %s drawings, %s test rows, members %s, %s s each; about %.1f GB "
+        "of disk in %s",
+        ", ".join(f"{n:,}" for n in scales),
+        f"{args.test_rows:,}",
+        ", ".join(args.members),
+        args.train_s,
+        need / 1e9,
+        work,
+    )
     started = time.perf_counter()
     figures: dict[str, Any] = {
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
@@ -1114,14 +1244,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for result in results:
         out += ["", *scale_table(result), "", *loader_table(result)]
     if len(results) > 1:
-        out += ["", "Scaling (training has a fixed time budget, and blend, evaluate and predict "
-                "fixed-size splits: flat by design; preprocess's memory is bounded by design, "
-                "and every reader of the train split holds 19 B per drawing):", "",
-                *scaling_table(results)]  # fmt: skip
-    out += ["", "Projection: the full competition on 16 cores and one GPU (GPU rates: "
-            + ", ".join(f"{m} {gpu_rates[m]:,.0f}/s" + (" stated, not measured" if m in stated
-                        else " measured") for m in args.members) + ")", "",
-            *projection_table(projection)]  # fmt: skip
+        out += [
+            "",
+            "Scaling (training has a fixed time budget, and blend, evaluate and predict "
+            "fixed-size splits: flat by design; preprocess's memory is bounded by design, "
+            "and every reader of the train split holds 19 B per drawing):",
+            "",
+            *scaling_table(results),
+        ]
+    out += [
+        "",
+        "Projection: the full competition on 16 cores and one GPU (GPU rates: "
+        + ", ".join(
+            f"{m} {gpu_rates[m]:,.0f}/s" + (" stated, not measured" if m in stated else " measured")
+            for m in args.members
+        )
+        + ")",
+        "",
+        *projection_table(projection),
+    ]
     total_s = time.perf_counter() - started
     out += ["", f"rehearsal wall time {total_s / 60:,.1f} min on {os.cpu_count()} cores"]
     print("\n".join(out))

@@ -39,10 +39,12 @@ def run(cfg: EnsembleConfig, paths: Paths) -> dict[str, Any]:
     store = DrawingStore(paths.store_path)
     drawings = store.split("blend").read()
     labels = drawings.labels.astype(np.int64)
-    probas = member_probas(paths, cfg.members, drawings, store.classes, cfg.batch_size,
-                           split="blend")  # fmt: skip  # M x (N, C)
-    blend = fit_blend(probas, labels, cfg.members, cfg.method, cfg.regularization,
-                      classes=store.classes)  # fmt: skip
+    probas = member_probas(
+        paths, cfg.members, drawings, store.classes, cfg.batch_size, split="blend"
+    )  # M x (N, C)
+    blend = fit_blend(
+        probas, labels, cfg.members, cfg.method, cfg.regularization, classes=store.classes
+    )
     blend.save(paths.blend_path)
 
     metrics: dict[str, Any] = {"blend/drawings": len(drawings), "members": len(cfg.members)}
@@ -55,8 +57,13 @@ def run(cfg: EnsembleConfig, paths: Paths) -> dict[str, Any]:
         metrics |= {f"weight/{n}": float(w) for n, w in zip(cfg.members, blend.coef, strict=True)}
     metrics["time_s"] = round(time.perf_counter() - started, 3)
     write_json(paths.metrics_path("blend"), metrics)
-    log.info("blend (%s) of %s on %s drawings -> %s", cfg.method, ", ".join(cfg.members),
-             f"{len(drawings):,}", paths.blend_path)  # fmt: skip
+    log.info(
+        "blend (%s) of %s on %s drawings -> %s",
+        cfg.method,
+        ", ".join(cfg.members),
+        f"{len(drawings):,}",
+        paths.blend_path,
+    )
     return metrics
 
 

@@ -36,8 +36,11 @@ def exp_rows(shown: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for commit in shown:
         rev = commit.get("rev", "")
         rows.append(_row(commit, commit.get("name") or (rev if rev == "workspace" else rev[:7])))
-        exps = [_row(r, f"  {r.get('name') or r.get('rev', '')[:7]}")
-                for e in commit.get("experiments") or [] for r in e.get("revs") or []]  # fmt: skip
+        exps = [
+            _row(r, f"  {r.get('name') or r.get('rev', '')[:7]}")
+            for e in commit.get("experiments") or []
+            for r in e.get("revs") or []
+        ]
         rows += sorted(exps, key=_rank)
     return rows
 
@@ -68,8 +71,11 @@ def table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
 
 def _training_s(metrics: dict[str, dict[str, Any]]) -> float | None:
     """Seconds of training over every member's dvclive/<member>/metrics.json in the row."""
-    times = [m.get("time_s") for f, m in metrics.items()
-             if f.startswith("dvclive/") and f.endswith("/metrics.json")]  # fmt: skip
+    times = [
+        m.get("time_s")
+        for f, m in metrics.items()
+        if f.startswith("dvclive/") and f.endswith("/metrics.json")
+    ]
     times = [t for t in times if isinstance(t, int | float)]
     return sum(times) if times else None
 
@@ -79,8 +85,10 @@ def render(header: list[str], body: list[list[str]], markdown: bool = False) -> 
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in body])
     widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-                     for row in [header, *body])  # fmt: skip
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *body]
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

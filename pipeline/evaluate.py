@@ -65,8 +65,9 @@ def run(cfg: EvaluateConfig, paths: Paths) -> dict[str, Any]:
 
     log.info("evaluating %s on %s val drawings", ", ".join(blend.members), f"{len(drawings):,}")
     infer_start = time.perf_counter()
-    probas = member_probas(paths, blend.members, drawings, store.classes, cfg.batch_size,
-                           split="val")  # fmt: skip  # M x (N, C)
+    probas = member_probas(
+        paths, blend.members, drawings, store.classes, cfg.batch_size, split="val"
+    )  # M x (N, C)
     # Checked after the members: a member trained on other classes is the cause to name.
     blend.check_classes(store.classes, paths.blend_path)
     proba = blend.combine(probas)  # (N, C)
@@ -101,9 +102,11 @@ def run(cfg: EvaluateConfig, paths: Paths) -> dict[str, Any]:
     write_json(paths.metrics_path("evaluate"), metrics)
     log.info(
         "val MAP@3 %.4f, top-1 %.4f, top-3 %.4f; %s drawings/s",
-        metrics["val/map3"], metrics["val/top1"], metrics["val/top3"],
+        metrics["val/map3"],
+        metrics["val/top1"],
+        metrics["val/top3"],
         f"{metrics['drawings_per_s']:,.0f}",
-    )  # fmt: skip
+    )
     return metrics
 
 

@@ -57,13 +57,23 @@ def run(cfg: PredictConfig, paths: Paths) -> dict[str, Any]:
     usable = test.column("valid") & (test.lengths > 0)
     n_fallback = int((~usable).sum())
     if n_fallback:
-        log.warning("%s test rows could not be parsed; they get the most frequent classes",
-                    f"{n_fallback:,}")  # fmt: skip
+        log.warning(
+            "%s test rows could not be parsed; they get the most frequent classes",
+            f"{n_fallback:,}",
+        )
 
     blend = Blend.load(paths.blend_path)
     infer_start = time.perf_counter()
-    probas = member_probas(paths, blend.members, test.take(np.flatnonzero(usable)), classes,
-                           cfg.batch_size, cfg.tta, cfg.seed, "test")  # fmt: skip  # M x (N', C)
+    probas = member_probas(
+        paths,
+        blend.members,
+        test.take(np.flatnonzero(usable)),
+        classes,
+        cfg.batch_size,
+        cfg.tta,
+        cfg.seed,
+        "test",
+    )  # M x (N', C)
     blend.check_classes(classes, paths.blend_path)  # after the members: they name the cause
     blended = blend.combine(probas)  # (N_usable, C)
     proba = correct_priors(blended) if cfg.prior_correction else blended
@@ -87,11 +97,13 @@ def run(cfg: PredictConfig, paths: Paths) -> dict[str, Any]:
         labels = test.labels[labelled].astype(np.int64)
         metrics |= scores_of_top(top[labelled], labels, "test")
         metrics["test/labelled"] = int(labelled.sum())
-        metrics |= option_scores(blend.members, probas, blended,
-                                 test.labels[usable].astype(np.int64))  # fmt: skip
+        metrics |= option_scores(
+            blend.members, probas, blended, test.labels[usable].astype(np.int64)
+        )
     write_json(paths.metrics_path("predict"), metrics)
-    log.info("wrote %s rows to %s (%s fallback)", f"{n_rows:,}", paths.submission_csv,
-             f"{n_fallback:,}")  # fmt: skip
+    log.info(
+        "wrote %s rows to %s (%s fallback)", f"{n_rows:,}", paths.submission_csv, f"{n_fallback:,}"
+    )
     return metrics
 
 

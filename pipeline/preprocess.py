@@ -63,8 +63,9 @@ def run(cfg: PreprocessConfig, paths: Paths, show_progress: bool = True) -> dict
         solution = read_solution(paths.test_solution_csv, classes)
         test_rejects = runs_dir / "test.rej"
         with ClassFilePool(tasks, n_workers(cfg.workers)) as pool:  # workers start parsing
-            test = write_test_split(root, paths.test_csv, solution, cfg.max_points,
-                                    cfg.block_size, test_rejects)  # fmt: skip
+            test = write_test_split(
+                root, paths.test_csv, solution, cfg.max_points, cfg.block_size, test_rejects
+            )
             results = pool.results(show_progress)
         t_pass1 = time.perf_counter() - t0
         counts = _split_counts(results, classes, cfg, paths)  # split -> (C,)
@@ -96,10 +97,14 @@ def run(cfg: PreprocessConfig, paths: Paths, show_progress: bool = True) -> dict
     log.info(
         "preprocess: %s train, %s val, %s blend, %s test drawings (%s rejected) in %.1f s, "
         "%.0f B/drawing",
-        f"{metrics['train/drawings']:,}", f"{metrics['val/drawings']:,}",
-        f"{metrics['blend/drawings']:,}", f"{metrics['test/rows']:,}",
-        f"{metrics['rejected_rows']:,}", elapsed, metrics["bytes_per_drawing"],
-    )  # fmt: skip
+        f"{metrics['train/drawings']:,}",
+        f"{metrics['val/drawings']:,}",
+        f"{metrics['blend/drawings']:,}",
+        f"{metrics['test/rows']:,}",
+        f"{metrics['rejected_rows']:,}",
+        elapsed,
+        metrics["bytes_per_drawing"],
+    )
     return metrics
 
 
@@ -113,13 +118,18 @@ def _split_counts(
         raise PipelineError(f"class {empty[0]!r} has no usable drawings; check {bad_file}")
     n_val = np.array([r.n_val for r in results])
     n_blend = np.array([r.n_blend for r in results])
-    short = [classes[r.label] for r in results
-             if r.n_val < cfg.val_per_class or r.n_blend < cfg.blend_per_class]  # fmt: skip
+    short = [
+        classes[r.label]
+        for r in results
+        if r.n_val < cfg.val_per_class or r.n_blend < cfg.blend_per_class
+    ]
     if short:
         log.warning(
             "%d classes have under 5 x val_per_class (or blend_per_class) drawings; a fifth of "
-            "each went to val (and blend) (first: %r)", len(short), short[0],
-        )  # fmt: skip
+            "each went to val (and blend) (first: %r)",
+            len(short),
+            short[0],
+        )
     n_train = np.array([r.n_kept for r in results]) - n_val - n_blend
     return {"train": n_train, "val": n_val, "blend": n_blend}
 

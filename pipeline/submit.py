@@ -66,8 +66,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--status", action="store_true", help="wait for the score of the last submission again"
     )
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
-                        help="seconds to wait for the score (default %(default)s)")  # fmt: skip
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT_S,
+        help="seconds to wait for the score (default %(default)s)",
+    )
     parser.add_argument("--file", type=Path, default=paths.submission_csv)
     parser.add_argument("--competition", help="default: download.competition from --params")
     args = parser.parse_args(argv)

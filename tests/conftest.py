@@ -106,10 +106,16 @@ def write_store(
 ) -> Path:
     """A store of these splits with the root attrs preprocess writes (counts per class)."""
     counts = {
-        split: dict(zip(classes, np.bincount(d.labels[d.labels >= 0], minlength=len(classes))
-                        .tolist(), strict=True))
-        for split, d in splits.items() if split != "test"
-    }  # fmt: skip
+        split: dict(
+            zip(
+                classes,
+                np.bincount(d.labels[d.labels >= 0], minlength=len(classes)).tolist(),
+                strict=True,
+            )
+        )
+        for split, d in splits.items()
+        if split != "test"
+    }
     counts["test"] = len(splits["test"]) if "test" in splits else 0
     root = create_store(path, classes, {"counts": counts, "params": {}})
     for split, drawings in splits.items():
@@ -121,8 +127,13 @@ def write_store(
 
 def train_config(params: dict, **changes: object) -> TrainConfig:
     """The tiny params' `train` section, single-threaded, with `changes`."""
-    raw = params["train"] | {"time_budget_s": 0, "threads": 1, "shuffle_buffer_blocks": 2,
-                             "val_every_steps": 0, "val_every_s": 0}  # fmt: skip  # per epoch
+    raw = params["train"] | {
+        "time_budget_s": 0,
+        "threads": 1,
+        "shuffle_buffer_blocks": 2,
+        "val_every_steps": 0,
+        "val_every_s": 0,
+    }  # per epoch
     return dataclasses.replace(from_dict(TrainConfig, raw, "train"), **changes)
 
 
@@ -146,8 +157,10 @@ def make_polygon_store(
     path: Path, n_classes: int = 4, per_class: int = 40, block_size: int = 32
 ) -> Path:
     """train and val splits of `polygon_drawings` (classes shape0, shape1, ...)."""
-    splits = {"train": polygon_drawings(n_classes, per_class, 0),
-              "val": polygon_drawings(n_classes, per_class // 4, 1)}  # fmt: skip
+    splits = {
+        "train": polygon_drawings(n_classes, per_class, 0),
+        "val": polygon_drawings(n_classes, per_class // 4, 1),
+    }
     return write_store(path, [f"shape{c}" for c in range(n_classes)], splits, block_size)
 
 
@@ -170,10 +183,12 @@ def labelled_random_drawings(rng: np.random.Generator, n: int) -> Drawings:
     """n drawings of 1-3 strokes with 1-8 points each, labels 0-4, key_ids a permutation of
     0..n-1 (so gathers and slices can be checked column by column)."""
     strokes = [
-        [(rng.integers(0, 256, k).tolist(), rng.integers(0, 256, k).tolist())
-         for k in rng.integers(1, 9, rng.integers(1, 4))]
+        [
+            (rng.integers(0, 256, k).tolist(), rng.integers(0, 256, k).tolist())
+            for k in rng.integers(1, 9, rng.integers(1, 4))
+        ]
         for _ in range(n)
-    ]  # fmt: skip
+    ]
     return Drawings.from_strokes(
         strokes, rng.integers(0, 5, n).tolist(), rng.permutation(n).tolist()
     )
@@ -275,8 +290,9 @@ def clone_repo(dst: Path) -> Path:
             (dst / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO_DIR / name, dst / name)
     # What `make setup` adds to a clone: the offline plots page (git-ignored, generated).
-    subprocess.run([sys.executable, "-m", "pipeline.plots"], cwd=dst, check=True,
-                   capture_output=True)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "pipeline.plots"], cwd=dst, check=True, capture_output=True
+    )
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
     subprocess.run(["git", "init", "-q"], cwd=dst, check=True)
     subprocess.run([*git, "add", "-A"], cwd=dst, check=True)

@@ -516,9 +516,19 @@ def client_env(server: KaggleServer | int, home: Path) -> dict[str, str]:
     }
 
 
-CLEARED_ENV = ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy",
-               "XDG_CONFIG_HOME", "KAGGLE_CONFIG_DIR", "KAGGLE_USERNAME", "KAGGLE_KEY",
-               "KAGGLE_API_TOKEN")  # fmt: skip
+CLEARED_ENV = (
+    "NO_PROXY",
+    "no_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "XDG_CONFIG_HOME",
+    "KAGGLE_CONFIG_DIR",
+    "KAGGLE_USERNAME",
+    "KAGGLE_KEY",
+    "KAGGLE_API_TOKEN",
+)
 
 
 def subprocess_env(server: KaggleServer | int, home: Path, **extra: str) -> dict[str, str]:

@@ -110,8 +110,12 @@ def test_a_blend_file_round_trips_as_plain_arrays(method: str, tmp_path: Path) -
 
 def test_a_blend_file_carrying_a_pickle_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "blend.npz"
-    np.savez(path, coef=np.array([object()], dtype=object), intercept=np.zeros(2),
-             about=np.array('{"members": ["a"], "method": "mean"}'))  # fmt: skip
+    np.savez(
+        path,
+        coef=np.array([object()], dtype=object),
+        intercept=np.zeros(2),
+        about=np.array('{"members": ["a"], "method": "mean"}'),
+    )
     with pytest.raises(PipelineError, match="not a readable blend"):
         Blend.load(path)
 
@@ -120,8 +124,10 @@ def test_a_blend_file_carrying_a_pickle_is_refused(tmp_path: Path) -> None:
 
 
 def dvc(root: Path, *args: str) -> str:
-    env = os.environ | {"DVC_NO_ANALYTICS": "1",
-                        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}  # fmt: skip
+    env = os.environ | {
+        "DVC_NO_ANALYTICS": "1",
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    }
     done = subprocess.run(["dvc", *args], cwd=root, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout

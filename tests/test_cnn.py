@@ -17,8 +17,9 @@ N_CLASSES = 5
 
 
 def small_config(**changes: object) -> ImageConfig:
-    cfg = ImageConfig(model="cnn", n_classes=N_CLASSES, image_size=32, backbone="resnet10t",
-                      dropout=0.1)  # fmt: skip
+    cfg = ImageConfig(
+        model="cnn", n_classes=N_CLASSES, image_size=32, backbone="resnet10t", dropout=0.1
+    )
     return dataclasses.replace(cfg, **changes)
 
 
@@ -76,8 +77,14 @@ def test_config_round_trips_through_its_dict() -> None:
 
 
 def test_config_from_train_params() -> None:
-    train = SimpleNamespace(model="cnn", image_size=48, backbone="resnet10t", dropout=0.3,
-                            hidden_size=96, max_points=128)  # fmt: skip
+    train = SimpleNamespace(
+        model="cnn",
+        image_size=48,
+        backbone="resnet10t",
+        dropout=0.3,
+        hidden_size=96,
+        max_points=128,
+    )
     assert model_config(train, 16) == ImageConfig("cnn", 16, 48, "resnet10t", 0.3)
 
 

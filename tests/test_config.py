@@ -121,8 +121,10 @@ def test_a_members_own_key_overrides_train_for_that_member_alone() -> None:
     configs = load_members(_params(["gru", "cnn"], {"cnn": {"batch_size": 16, "dropout": 0.3}}))
     train = yaml.safe_load(PARAMS.read_text())["train"]
     assert (configs["cnn"].batch_size, configs["cnn"].dropout) == (16, 0.3)
-    assert (configs["gru"].batch_size, configs["gru"].dropout) == (train["batch_size"],
-                                                                   train["dropout"])  # fmt: skip
+    assert (configs["gru"].batch_size, configs["gru"].dropout) == (
+        train["batch_size"],
+        train["dropout"],
+    )
     assert configs["cnn"].epochs == configs["gru"].epochs == train["epochs"]  # the rest shared
     # A member's model can be any family, whatever its name.
     assert load_members(_params(["small"], {"small": {"model": "bilstm"}}))["small"].model == (

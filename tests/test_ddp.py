@@ -20,10 +20,13 @@ WORLD_SIZE = 2
 
 def _rank_main(rank: int, cfg: TrainConfig, root: Path, port: int) -> None:
     os.environ |= {
-        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
-        "LOCAL_RANK": str(rank), "WORLD_SIZE": str(WORLD_SIZE),
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(port),
+        "RANK": str(rank),
+        "LOCAL_RANK": str(rank),
+        "WORLD_SIZE": str(WORLD_SIZE),
         "LOCAL_WORLD_SIZE": str(WORLD_SIZE),
-    }  # fmt: skip
+    }
     from pipeline.train import run
 
     # Each rank gets its own output paths: only out0 may appear.
@@ -74,9 +77,14 @@ def test_train_processes_starts_torchrun_itself(workdir: Path, params: dict) -> 
     write_params(workdir, params)
     make_polygon_store(workdir / "data/processed/drawings.zarr", per_class=48, block_size=16)
     command = [sys.executable, "-m", "pipeline.train", "--member", "gru"]
-    done = subprocess.run(command, cwd=workdir, text=True,
-                          capture_output=True, timeout=300,
-                          env=os.environ | {"PYTHONPATH": str(REPO_DIR)})  # fmt: skip
+    done = subprocess.run(
+        command,
+        cwd=workdir,
+        text=True,
+        capture_output=True,
+        timeout=300,
+        env=os.environ | {"PYTHONPATH": str(REPO_DIR)},
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     last = torch.load(workdir / "checkpoints/gru/last.pt", weights_only=True)
     assert last["state"]["step"] == 3  # 192 drawings, 32 a batch, 2 ranks: 3 steps each

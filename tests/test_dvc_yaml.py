@@ -158,9 +158,11 @@ def test_lazy_imports_and_registry_strings_count(tmp_path: Path) -> None:
     )
     files = {str(p.relative_to(tmp_path)) for p in import_closure("pipeline.stage", tmp_path)}
     assert files == {
-        "pipeline/stage.py", "pipeline/sub/__init__.py", "pipeline/sub/lazy.py",
+        "pipeline/stage.py",
+        "pipeline/sub/__init__.py",
+        "pipeline/sub/lazy.py",
         "pipeline/sub/named.py",
-    }  # fmt: skip
+    }
 
 
 def test_stages_are_the_pipeline_in_order(dvc_yaml: dict) -> None:
@@ -201,8 +203,10 @@ def test_metrics_and_outputs_are_where_the_stages_write_them(dvc_yaml: dict) -> 
     # rerun (a killed run resumes) nor needs it to restore the stage from its cache.
     assert not any(o.startswith(str(paths.checkpoint_dir)) for o in outs["train"])
     for stage in dvc_yaml["stages"].values():
-        assert not any(isinstance(o, dict) and next(iter(o.values())).get("persist")
-                       for o in body(stage).get("outs", []))  # fmt: skip
+        assert not any(
+            isinstance(o, dict) and next(iter(o.values())).get("persist")
+            for o in body(stage).get("outs", [])
+        )
     assert str(paths.submission_csv) in outs["predict"]
 
 

@@ -132,10 +132,12 @@ def test_per_class_table_lists_every_class_worst_first(evaluated: tuple) -> None
         wrong = [top[i][0] for i in mine if top[i][0] != c]
         confused = min(set(wrong), key=lambda p: (-wrong.count(p), p)) if wrong else None
         expected[name] = {
-            "n": len(mine), "top1": scores["top1"], "map3": scores["map3"],
+            "n": len(mine),
+            "top1": scores["top1"],
+            "map3": scores["map3"],
             "confused_with": CLASSES[confused] if wrong else "",
             "confused_n": wrong.count(confused) if wrong else 0,
-        }  # fmt: skip
+        }
     assert sorted(r["class"] for r in rows) == sorted(CLASSES)
     for r in rows:
         want = expected[r["class"]]
@@ -143,8 +145,9 @@ def test_per_class_table_lists_every_class_worst_first(evaluated: tuple) -> None
         assert float(r["top1"]) == pytest.approx(want["top1"], abs=5e-5), r  # 4 decimals
         assert float(r["map3"]) == pytest.approx(want["map3"], abs=5e-5), r
         assert (r["confused_with"], int(r["confused_n"])) == (
-            want["confused_with"], want["confused_n"]
-        ), r  # fmt: skip
+            want["confused_with"],
+            want["confused_n"],
+        ), r
     # Worst first: lowest map3, then lowest top1, then name.
     order = sorted(CLASSES, key=lambda c: (expected[c]["map3"], expected[c]["top1"], c))
     assert [r["class"] for r in rows] == order
@@ -178,8 +181,9 @@ def test_top_confusions_list_the_most_frequent_mistakes_first(evaluated: tuple) 
     assert [r["count"] for r in rows] == sorted(mistakes.values(), reverse=True)
     per_class = {c: int((np.asarray(labels) == i).sum()) for i, c in enumerate(CLASSES)}
     for r in rows:
-        assert r["share"] == pytest.approx(r["count"] / per_class[r["mistake"].split(" -> ")[0]],
-                                           abs=1e-4)  # fmt: skip
+        assert r["share"] == pytest.approx(
+            r["count"] / per_class[r["mistake"].split(" -> ")[0]], abs=1e-4
+        )
 
 
 def test_the_matrix_keeps_the_most_confused_classes() -> None:
@@ -257,9 +261,11 @@ def test_missing_member_model_says_to_train(tmp_path: Path) -> None:
     make_labelled_store(paths.store_path)
     make_ensemble(paths, ["gru", "bilstm"])
     paths.for_member("bilstm").model_path.unlink()
-    with pytest.raises(PipelineError,
-                       match=r"no model for member 'bilstm' at \S*members/bilstm/model\.pt.*"
-                             r"dvc repro"):  # fmt: skip
+    with pytest.raises(
+        PipelineError,
+        match=r"no model for member 'bilstm' at \S*members/bilstm/model\.pt.*"
+        r"dvc repro",
+    ):
         evaluate.run(CFG, paths)
 
 
@@ -270,8 +276,10 @@ def test_the_members_training_curves_are_gathered_into_one_table(tmp_path: Path)
     make_labelled_store(paths.store_path)
     make_ensemble(paths, ["gru", "bilstm"])
     header = ["step", "time_s", "epoch", "lr", "train_loss", "val_loss", "val_map3"]
-    rows = {"gru": [[5, 1.5, 1, 0.003, 2.0, 1.9, 0.4], [10, 3.0, 2, 0.001, 1.5, 1.6, 0.5]],
-            "bilstm": [[8, 2.5, 1, 0.002, 1.8, 1.7, 0.45]]}  # fmt: skip
+    rows = {
+        "gru": [[5, 1.5, 1, 0.003, 2.0, 1.9, 0.4], [10, 3.0, 2, 0.001, 1.5, 1.6, 0.5]],
+        "bilstm": [[8, 2.5, 1, 0.002, 1.8, 1.7, 0.45]],
+    }
     for member, values in rows.items():
         live = paths.for_member(member).live_dir
         live.mkdir(parents=True)

@@ -30,10 +30,18 @@ def repo(tmp_path: Path, params: dict) -> Path:
 
 def dvc(root: Path, *args: str) -> str:
     """Run dvc; its output (stdout, and stderr unless `--json` asks for a document)."""
-    env = os.environ | {"DVC_NO_ANALYTICS": "1",
-                        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}  # fmt: skip
-    done = subprocess.run([str(Path(sys.executable).parent / "dvc"), *args], cwd=root, env=env,
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    env = os.environ | {
+        "DVC_NO_ANALYTICS": "1",
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    }
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "dvc"), *args],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "failed to load" not in done.stderr, done.stderr  # every metric and plot loads
     return done.stdout if "--json" in args else done.stdout + done.stderr
@@ -41,8 +49,12 @@ def dvc(root: Path, *args: str) -> str:
 
 def experiments(shown: list[dict]) -> dict[str, dict]:
     """{experiment name: its `data`} from `dvc exp show --json`."""
-    return {rev["name"]: rev["data"] for commit in shown
-            for exp in commit.get("experiments") or [] for rev in exp["revs"]}  # fmt: skip
+    return {
+        rev["name"]: rev["data"]
+        for commit in shown
+        for exp in commit.get("experiments") or []
+        for rev in exp["revs"]
+    }
 
 
 @pytest.mark.slow
@@ -59,9 +71,12 @@ def test_experiments_keep_and_compare_their_results(repo: Path) -> None:
     for name, seed in zip(names, (1, 2), strict=True):
         data = shown[name]
         assert data["params"]["params.yaml"]["data"]["train"]["seed"] == seed
-        for path, key in (("metrics/evaluate.json", "val/map3"), ("dvclive/gru/metrics.json",
-                          "val/map3"), ("metrics/blend.json", "blend/gru/map3"),
-                          ("metrics/predict.json", "test/map3")):  # fmt: skip
+        for path, key in (
+            ("metrics/evaluate.json", "val/map3"),
+            ("dvclive/gru/metrics.json", "val/map3"),
+            ("metrics/blend.json", "blend/gru/map3"),
+            ("metrics/predict.json", "test/map3"),
+        ):
             value = data["metrics"][path]["data"][key]
             assert 0 <= value <= 1, (name, path)
 
@@ -92,9 +107,13 @@ def test_experiments_keep_and_compare_their_results(repo: Path) -> None:
 @pytest.mark.slow
 def test_the_compare_table_leads_with_the_scores(repo: Path) -> None:
     dvc(repo, "exp", "run", "-S", "train.seed=3")
-    done = subprocess.run([sys.executable, "-m", "pipeline.compare"], cwd=repo, text=True,
-                          capture_output=True, env=os.environ | {"PATH": str(Path(
-                              sys.executable).parent) + ":" + os.environ["PATH"]})  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.compare"],
+        cwd=repo,
+        text=True,
+        capture_output=True,
+        env=os.environ | {"PATH": str(Path(sys.executable).parent) + ":" + os.environ["PATH"]},
+    )
     assert done.returncode == 0, done.stderr
     header, *rows = done.stdout.splitlines()
     assert header.split()[:4] == ["experiment", "val/map3", "val/top1", "test/map3"]

@@ -44,9 +44,15 @@ HERE = Paths.under(".")  # the repo layout, relative to the cwd (tests chdir int
 GOOD = "[[[0, 10, 20], [5, 15, 25]], [[30], [40]]]"
 TRAIN_HEADER = "countrycode,drawing,key_id,recognized,timestamp,word"
 PRE_CFG = PreprocessConfig(
-    max_per_class=0, val_per_class=2, blend_per_class=2, recognized_only=False, max_points=256,
-    block_size=16, workers=1, seed=0,
-)  # fmt: skip
+    max_per_class=0,
+    val_per_class=2,
+    blend_per_class=2,
+    recognized_only=False,
+    max_points=256,
+    block_size=16,
+    workers=1,
+    seed=0,
+)
 KEPT = ("train", "val", "blend")  # every kept drawing is in one of these
 
 
@@ -253,8 +259,13 @@ def test_local_folder_with_bom_and_crlf_is_accepted(workdir: Path, params: dict)
 def test_ndjson_with_bom_crlf_and_bad_bytes_converts_the_good_lines(
     workdir: Path, params: dict
 ) -> None:
-    record = {"word": "cat", "countrycode": "US", "timestamp": "2017-01-01 00:00:00 UTC",
-              "recognized": True, "drawing": [[[0, 1], [2, 3]]]}  # fmt: skip
+    record = {
+        "word": "cat",
+        "countrycode": "US",
+        "timestamp": "2017-01-01 00:00:00 UTC",
+        "recognized": True,
+        "drawing": [[[0, 1], [2, 3]]],
+    }
     good = [json.dumps(record | {"key_id": str(100 + i)}).encode() for i in range(10)]
     data = b"\xef\xbb\xbf" + b"\r\n".join(
         [*good, b'{"word": "cat", "key_id": "7\xff"}', b"\x00\x01binary", b'{"word": "ca']
@@ -271,16 +282,20 @@ def test_ndjson_with_bom_crlf_and_bad_bytes_converts_the_good_lines(
 
 @pytest.fixture
 def test_csv(tmp_path: Path) -> Path:
-    return write_file(tmp_path / "test_simplified.csv", lines("key_id,countrycode,drawing",
-                      f'7,US,"{GOOD}"', f'8,US,"{GOOD}"'))  # fmt: skip
+    return write_file(
+        tmp_path / "test_simplified.csv",
+        lines("key_id,countrycode,drawing", f'7,US,"{GOOD}"', f'8,US,"{GOOD}"'),
+    )
 
 
 @pytest.mark.parametrize(
     "data",
-    [b"key_id,word\r\n7,cat dog eye\r\n8,eye dog cat\r\n",
-     b"\xef\xbb\xbfkey_id,word\n7,cat dog eye\n8,eye dog cat\n"],
+    [
+        b"key_id,word\r\n7,cat dog eye\r\n8,eye dog cat\r\n",
+        b"\xef\xbb\xbfkey_id,word\n7,cat dog eye\n8,eye dog cat\n",
+    ],
     ids=["crlf", "bom"],
-)  # fmt: skip
+)
 def test_submission_saved_by_excel_or_windows_is_valid(
     tmp_path: Path, test_csv: Path, data: bytes
 ) -> None:
@@ -331,11 +346,24 @@ def write_checkpoint(path: Path) -> Path:
     from pipeline.models.rnn import SequenceConfig
 
     cfg = SequenceConfig(
-        model="gru", n_features=9, n_classes=3, hidden_size=8, num_layers=1, conv_channels=[4],
-        conv_kernel=3, conv_stride=1, batch_norm=False, dropout=0.0, pooling="mean",
-    )  # fmt: skip
-    meta = {"classes": ["a", "b", "c"], "model_cfg": cfg.to_dict(), "train_cfg": {},
-            "features": feature_meta(32)}  # fmt: skip
+        model="gru",
+        n_features=9,
+        n_classes=3,
+        hidden_size=8,
+        num_layers=1,
+        conv_channels=[4],
+        conv_kernel=3,
+        conv_stride=1,
+        batch_norm=False,
+        dropout=0.0,
+        pooling="mean",
+    )
+    meta = {
+        "classes": ["a", "b", "c"],
+        "model_cfg": cfg.to_dict(),
+        "train_cfg": {},
+        "features": feature_meta(32),
+    }
     torch.save({"model": build_model(cfg).state_dict(), "meta": meta}, path)
     return path
 

@@ -145,10 +145,15 @@ def ragged_drawings(draw: st.DrawFn) -> Drawings:
 
 augments = st.one_of(
     st.none(),
-    st.builds(Augment, scale=st.floats(0, 0.5), shear=st.floats(0, 0.5),
-              rotate_deg=st.floats(0, 45), jitter=st.floats(0, 5),
-              stroke_dropout=st.floats(0, 1)),
-)  # fmt: skip
+    st.builds(
+        Augment,
+        scale=st.floats(0, 0.5),
+        shear=st.floats(0, 0.5),
+        rotate_deg=st.floats(0, 45),
+        jitter=st.floats(0, 5),
+        stroke_dropout=st.floats(0, 1),
+    ),
+)
 
 
 @given(ragged_drawings(), st.integers(1, 64), augments, st.integers(0, 2**32 - 1))

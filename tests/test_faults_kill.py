@@ -78,8 +78,9 @@ def stage_env(root: Path, **extra: str) -> dict[str, str]:
 
 def start(stage: str, root: Path) -> subprocess.Popen:
     log = open(root / f"{stage.replace('@', '-')}.log", "ab")  # noqa: SIM115 (closed with it)
-    return subprocess.Popen(stage_cmd(stage), cwd=root, env=stage_env(root), stdout=log,
-                            stderr=subprocess.STDOUT)  # fmt: skip
+    return subprocess.Popen(
+        stage_cmd(stage), cwd=root, env=stage_env(root), stdout=log, stderr=subprocess.STDOUT
+    )
 
 
 def kill_when(proc: subprocess.Popen, ready: Callable[[], bool], timeout: float = 120) -> None:
@@ -96,8 +97,14 @@ def kill_when(proc: subprocess.Popen, ready: Callable[[], bool], timeout: float 
 
 
 def run_stage(stage: str, root: Path, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(stage_cmd(stage), cwd=root, env=stage_env(root, **env),
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    return subprocess.run(
+        stage_cmd(stage),
+        cwd=root,
+        env=stage_env(root, **env),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def finish(stage: str, root: Path) -> str:
@@ -153,10 +160,12 @@ def test_killed_preprocess_keeps_the_old_store_and_reruns_to_the_same_store(
     root = make_root(tmp_path / "repo", params)
     download.run(from_dict(DownloadConfig, params["download"]), Paths.under(root))
     reference = tmp_path / "reference"
-    elsewhere = dataclasses.replace(Paths.under(tmp_path), raw_dir=root / "data/raw",
-                                    processed_dir=reference)  # fmt: skip
-    preprocess.run(from_dict(PreprocessConfig, params["preprocess"]), elsewhere,
-                   show_progress=False)  # fmt: skip
+    elsewhere = dataclasses.replace(
+        Paths.under(tmp_path), raw_dir=root / "data/raw", processed_dir=reference
+    )
+    preprocess.run(
+        from_dict(PreprocessConfig, params["preprocess"]), elsewhere, show_progress=False
+    )
     data = root / "data"
 
     def parsing() -> bool:
@@ -238,10 +247,16 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 OUTPUTS = {
     "blend": ["models/blend.npz", "metrics/blend.json"],
-    "evaluate": ["reports/per_class.csv", "reports/confusion.json", "reports/confusions.json",
-                 "reports/gallery.png", "reports/curves.tsv", "metrics/evaluate.json"],
+    "evaluate": [
+        "reports/per_class.csv",
+        "reports/confusion.json",
+        "reports/confusions.json",
+        "reports/gallery.png",
+        "reports/curves.tsv",
+        "metrics/evaluate.json",
+    ],
     "predict": ["submissions/submission.csv", "metrics/predict.json"],
-}  # fmt: skip
+}
 TIMINGS = ("time_s", "drawings_per_s")
 
 

@@ -45,9 +45,11 @@ def huge_drawing(n_points: int = 100_000, n_strokes: int = 50) -> str:
     rng = np.random.default_rng(0)
     per = n_points // n_strokes
     return json.dumps(
-        [[rng.integers(0, 256, per).tolist(), rng.integers(0, 256, per).tolist()]
-         for _ in range(n_strokes)]
-    )  # fmt: skip
+        [
+            [rng.integers(0, 256, per).tolist(), rng.integers(0, 256, per).tolist()]
+            for _ in range(n_strokes)
+        ]
+    )
 
 
 def drawing(i: int, corners: int) -> str:
@@ -144,8 +146,9 @@ def test_odd_class_names_a_one_row_class_and_a_huge_drawing_run_end_to_end(
         # One row per class with val drawings: the one-row class has none (all went to train).
         assert {row["class"] for row in csv.DictReader(f)} == set(ODD_NAMES)
     predict.run(cfg["predict"], HERE)
-    rows = validate_submission(Path("submissions/submission.csv"),
-                               Path("data/raw/test_simplified.csv"), list(classes))  # fmt: skip
+    rows = validate_submission(
+        Path("submissions/submission.csv"), Path("data/raw/test_simplified.csv"), list(classes)
+    )
     assert rows == 12
     with open("submissions/submission.csv", newline="", encoding="utf-8") as f:
         labels = {label for row in csv.DictReader(f) for label in row["word"].split(" ")}
@@ -174,8 +177,13 @@ def test_ndjson_class_with_no_valid_lines_is_dropped_with_a_warning(
 ) -> None:
     folder = workdir / "nd"
     folder.mkdir()
-    record = {"word": "cat", "countrycode": "US", "timestamp": "t", "recognized": True,
-              "drawing": [[[0, 1], [2, 3]]]}  # fmt: skip
+    record = {
+        "word": "cat",
+        "countrycode": "US",
+        "timestamp": "t",
+        "recognized": True,
+        "drawing": [[[0, 1], [2, 3]]],
+    }
     lines = [json.dumps(record | {"key_id": str(i)}) for i in range(10)]
     (folder / "cat.ndjson").write_text("\n".join(lines) + "\n")
     (folder / "dog.ndjson").write_text('{"word": "dog", "key_id": "x"}\nnot json\n')

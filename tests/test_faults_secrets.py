@@ -50,8 +50,10 @@ FAST = kaggle_client.Backoff(attempts=2, base_s=0.001, cap_s=0.01)
 
 
 def train_csv(word: str) -> bytes:
-    rows = [f'US,"[[[0, {i + 1}], [0, 9]]]",{100 + i},True,2017-01-01 00:00:00.0,{word}'
-            for i in range(4)]  # fmt: skip
+    rows = [
+        f'US,"[[[0, {i + 1}], [0, 9]]]",{100 + i},True,2017-01-01 00:00:00.0,{word}'
+        for i in range(4)
+    ]
     return (TRAIN_HEADER + "\n" + "\n".join(rows) + "\n").encode()
 
 
@@ -65,17 +67,26 @@ def competition_files() -> dict[str, bytes]:
     with zipfile.ZipFile(buffer, "w") as zf:
         for word in CLASSES:
             zf.writestr(f"{word}.csv", train_csv(word))
-    return {"train_simplified.zip": buffer.getvalue(), "test_simplified.csv": TEST_CSV,
-            "train_raw.zip": b"65 GB"}  # fmt: skip
+    return {
+        "train_simplified.zip": buffer.getvalue(),
+        "test_simplified.csv": TEST_CSV,
+        "train_raw.zip": b"65 GB",
+    }
 
 
 @pytest.fixture
 def server() -> Iterator[KaggleServer]:
     """A Kaggle that knows the fake user and token and echoes them back in everything."""
-    with KaggleServer(COMPETITION, competition_files(), {"7": "cat", "8": "paint_can"},
-                      users={USERNAME: ENV_KEY}, tokens={TOKEN: USERNAME},
-                      rules_accepted={USERNAME}, echo=ECHO,
-                      reply_echo=REPLY_ECHO) as running:  # fmt: skip
+    with KaggleServer(
+        COMPETITION,
+        competition_files(),
+        {"7": "cat", "8": "paint_can"},
+        users={USERNAME: ENV_KEY},
+        tokens={TOKEN: USERNAME},
+        rules_accepted={USERNAME},
+        echo=ECHO,
+        reply_echo=REPLY_ECHO,
+    ) as running:
         yield running
 
 
@@ -128,8 +139,12 @@ def credentials(tmp_path: Path) -> Path:
 
 
 FAILURES = ["401", "403", "418", "network", "echoing-reply", "scoring-error"]
-CASES = [(path, failure) for path in ("download", "submit") for failure in FAILURES
-         if (path, failure) != ("download", "scoring-error")]  # fmt: skip
+CASES = [
+    (path, failure)
+    for path in ("download", "submit")
+    for failure in FAILURES
+    if (path, failure) != ("download", "scoring-error")
+]
 
 
 @pytest.mark.parametrize(("path", "failure"), CASES)
@@ -191,8 +206,9 @@ def test_download_and_submit_clis_leak_nothing(
     """`dvc repro download` and `python -m pipeline.submit` with fake credentials (kaggle.json
     world-readable) against the echoing Kaggle: every output, file and DVC file is clean."""
     root = tmp_path / "repo"
-    shutil.copytree(REPO_DIR / "pipeline", root / "pipeline",
-                    ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+    shutil.copytree(
+        REPO_DIR / "pipeline", root / "pipeline", ignore=shutil.ignore_patterns("__pycache__")
+    )
     shutil.copy2(REPO_DIR / "dvc.yaml", root / "dvc.yaml")
     (root / "data" / "source").mkdir(parents=True)  # download.path, a dep of the stage
     params["download"]["source"] = "kaggle"
@@ -200,9 +216,15 @@ def test_download_and_submit_clis_leak_nothing(
     home = tmp_path / "home"
     kaggle_json = write_kaggle_json(home, 0o644)
     bin_dir = Path(sys.executable).parent
-    env = subprocess_env(server, home, KAGGLE_USERNAME=USERNAME, KAGGLE_KEY=ENV_KEY,
-                         KAGGLE_API_TOKEN=TOKEN, DVC_NO_ANALYTICS="1",
-                         PATH=f"{bin_dir}:{os.environ['PATH']}")  # fmt: skip
+    env = subprocess_env(
+        server,
+        home,
+        KAGGLE_USERNAME=USERNAME,
+        KAGGLE_KEY=ENV_KEY,
+        KAGGLE_API_TOKEN=TOKEN,
+        DVC_NO_ANALYTICS="1",
+        PATH=f"{bin_dir}:{os.environ['PATH']}",
+    )
 
     def run(*cmd: str, code: int = 0) -> str:
         done = subprocess.run(cmd, cwd=root, env=env, capture_output=True, timeout=300)

@@ -186,9 +186,13 @@ def test_a_bad_param_stops_the_stage_cli_with_one_error_line(workdir: Path, para
     params["predict"]["tta"] = -1
     write_params(workdir, params)
     done = subprocess.run(
-        [sys.executable, "-m", "pipeline.predict"], cwd=workdir, capture_output=True, text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO_DIR)}, timeout=120,
-    )  # fmt: skip
+        [sys.executable, "-m", "pipeline.predict"],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO_DIR)},
+        timeout=120,
+    )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == ["error: param 'predict.tta' must be >= 0, got -1"]
 
@@ -214,8 +218,9 @@ def test_a_missing_chunk_file_is_an_error_not_zeros(
     chunk = paths.store_path / split / array / "c" / "0"
     chunk.unlink()
     run = evaluate.run if stage == "evaluate" else predict.run
-    cfg = from_dict(EvaluateConfig if stage == "evaluate" else PredictConfig,
-                    _section(stage), stage)  # fmt: skip
+    cfg = from_dict(
+        EvaluateConfig if stage == "evaluate" else PredictConfig, _section(stage), stage
+    )
     with pytest.raises(PipelineError, match=r"is missing; the store is damaged") as err:
         run(cfg, paths)
     assert str(chunk) in str(err.value) and "dvc repro preprocess" in str(err.value)
@@ -264,9 +269,12 @@ def test_a_failed_write_keeps_the_old_file_whole(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("code", "advice"),
-    [(errno.ENOSPC, "free some disk space"), (errno.EROFS, "read-only"),
-     (errno.EFBIG, "size limit")],
-)  # fmt: skip
+    [
+        (errno.ENOSPC, "free some disk space"),
+        (errno.EROFS, "read-only"),
+        (errno.EFBIG, "size limit"),
+    ],
+)
 def test_faults_of_the_machine_are_one_line_naming_the_path(
     capsys: pytest.CaptureFixture, code: int, advice: str
 ) -> None:
@@ -280,8 +288,9 @@ def test_faults_of_the_machine_are_one_line_naming_the_path(
 
 def _mount_tmpfs(where: Path, options: str) -> bool:
     where.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)],
-                          capture_output=True)  # fmt: skip
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)], capture_output=True
+    )
     return done.returncode == 0
 
 
@@ -300,9 +309,13 @@ def test_a_full_or_read_only_disk_ends_predict_with_one_line(workdir: Path, faul
                 while f.write(b"\0" * 4096):  # unbuffered: closing has nothing left to write
                     pass
         done = subprocess.run(
-            [sys.executable, "-m", "pipeline.predict"], cwd=workdir, capture_output=True,
-            text=True, env={**os.environ, "PYTHONPATH": str(REPO_DIR)}, timeout=120,
-        )  # fmt: skip
+            [sys.executable, "-m", "pipeline.predict"],
+            cwd=workdir,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO_DIR)},
+            timeout=120,
+        )
     finally:
         subprocess.run(["umount", str(workdir / "submissions")], check=True)
     lines = done.stderr.strip().splitlines()
@@ -345,8 +358,7 @@ def test_every_competition_class_name_is_judged_by_labels(
     # Written with spaces, each spaced name that is not three labels is caught with its fix.
     for i, text in list(expected_errors.items())[:40]:
         name = spaced[i]
-        sub.write_text("key_id,word\n" + "".join(
-            f"{k},{text if k == i else w}\n" for k, w in rows))  # fmt: skip
+        sub.write_text("key_id,word\n" + "".join(f"{k},{text if k == i else w}\n" for k, w in rows))
         with pytest.raises(PipelineError, match=f"write '{name}' as '{name.replace(' ', '_')}'"):
             validate_submission(sub, test_csv, all_classes)
 
@@ -366,8 +378,10 @@ def test_baseball_bat_cat_is_three_labels(tmp_path: Path, all_classes: list[str]
 def raw_folder(root: Path, cat_rows: list[str], test_rows: list[str]) -> Path:
     (root / "train_simplified").mkdir(parents=True)
     for word in ("cat", "dog", "eye"):
-        rows = [f'US,"{GOOD}",{k},True,2017-01-01 00:00:00,{word}'
-                for k in range(100 * len(word), 100 * len(word) + 12)]  # fmt: skip
+        rows = [
+            f'US,"{GOOD}",{k},True,2017-01-01 00:00:00,{word}'
+            for k in range(100 * len(word), 100 * len(word) + 12)
+        ]
         if word == "cat":
             rows += cat_rows
         (root / "train_simplified" / f"{word}.csv").write_bytes(
@@ -380,10 +394,12 @@ def raw_folder(root: Path, cat_rows: list[str], test_rows: list[str]) -> Path:
 
 
 def run_preprocess(raw: Path, out: Path) -> dict:
-    cfg = from_dict(PreprocessConfig, _section("preprocess") | {"val_per_class": 2, "workers": 1},
-                    "preprocess")  # fmt: skip
-    return preprocess.run(cfg, dataclasses.replace(Paths.under(out), raw_dir=raw),
-                          show_progress=False)  # fmt: skip
+    cfg = from_dict(
+        PreprocessConfig, _section("preprocess") | {"val_per_class": 2, "workers": 1}, "preprocess"
+    )
+    return preprocess.run(
+        cfg, dataclasses.replace(Paths.under(out), raw_dir=raw), show_progress=False
+    )
 
 
 def test_duplicate_test_key_ids_stop_preprocess_with_one_line(tmp_path: Path) -> None:
@@ -411,16 +427,19 @@ def test_an_unparseable_test_key_id_is_predicted_and_written_verbatim(
 
 
 def test_non_utf8_bytes_in_country_or_timestamp_reject_the_row(tmp_path: Path) -> None:
-    bad = [f'U\udce9,"{GOOD}",901,True,2017-01-01 00:00:00,cat',  # latin-1 é in countrycode
-           f'US,"{GOOD}",902,True,2017-01-01 \udcff0:00:00,cat']  # fmt: skip
+    bad = [
+        f'U\udce9,"{GOOD}",901,True,2017-01-01 00:00:00,cat',  # latin-1 é in countrycode
+        f'US,"{GOOD}",902,True,2017-01-01 \udcff0:00:00,cat',
+    ]
     raw = raw_folder(tmp_path / "raw", bad, [f'7,US,"{GOOD}"'])
     metrics = run_preprocess(raw, tmp_path)
     assert metrics["rejected/not_utf8"] == 2 and metrics["rejected_rows"] == 2
     assert sum(metrics[f"{s}/drawings"] for s in ("train", "val", "blend")) == 36
     rejects = (tmp_path / "data" / "processed" / "rejects.csv").read_text().splitlines()
     assert [r for r in rejects if r.endswith("not_utf8")] == [
-        "cat.csv,14,901,not_utf8", "cat.csv,15,902,not_utf8",
-    ]  # fmt: skip
+        "cat.csv,14,901,not_utf8",
+        "cat.csv,15,902,not_utf8",
+    ]
 
 
 def test_a_cr_only_file_says_so(workdir: Path, params: dict) -> None:
@@ -442,10 +461,12 @@ def test_a_cr_only_file_says_so(workdir: Path, params: dict) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["[[[1" + "0" * 400 + ", 2], [3, 4]]]",  # an integer no float holds
-     "[[[1" + "0" * 400 + ", 2], [3, 4], [0, 1]]]",  # the same in a raw drawing
-     "[[[1e308, -1e308], [3, 4], [0, 1]]]"],  # a raw extent past the float range
-)  # fmt: skip
+    [
+        "[[[1" + "0" * 400 + ", 2], [3, 4]]]",  # an integer no float holds
+        "[[[1" + "0" * 400 + ", 2], [3, 4], [0, 1]]]",  # the same in a raw drawing
+        "[[[1e308, -1e308], [3, 4], [0, 1]]]",
+    ],  # a raw extent past the float range
+)
 def test_coordinates_past_the_float_range_are_out_of_range_not_a_crash(text: str) -> None:
     parsed = parse_drawings(["[[[1], [2]]]", text])
     assert [Reason(r) for r in parsed.column("reason")] == [Reason.OK, Reason.OUT_OF_RANGE]

@@ -44,8 +44,9 @@ def test_stroke_flags_deltas_and_positions() -> None:
 
 def test_cap_subsamples_evenly_and_keeps_every_stroke_end() -> None:
     rng = np.random.default_rng(0)
-    strokes = [(rng.integers(0, 256, 40).tolist(), rng.integers(0, 256, 40).tolist())
-               for _ in range(5)]  # fmt: skip
+    strokes = [
+        (rng.integers(0, 256, 40).tolist(), rng.integers(0, 256, 40).tolist()) for _ in range(5)
+    ]
     feats, offsets = featurize(Drawings.from_strokes([strokes]), max_points=50)
     assert offsets.tolist() == [0, 50]
     assert feats[:, COL["pen_end"]].sum() == 5  # 200 points -> 50, still 5 strokes

@@ -11,11 +11,22 @@ import pytest
 from benchmarks import gpu_check
 
 TINY = {  # Settings overrides: a few seconds per step
-    "synthetic_classes": 4, "synthetic_per_class": 60, "val_per_class": 5, "block_size": 64,
-    "batches": (32,), "prebuilt": 1, "warmup_steps": 1, "max_steps": 2, "case_s": 0.1,
-    "compile": "none", "workers": (0,), "pipeline_s": 0.3, "loop_s": 1.5, "loop_batch": 32,
+    "synthetic_classes": 4,
+    "synthetic_per_class": 60,
+    "val_per_class": 5,
+    "block_size": 64,
+    "batches": (32,),
+    "prebuilt": 1,
+    "warmup_steps": 1,
+    "max_steps": 2,
+    "case_s": 0.1,
+    "compile": "none",
+    "workers": (0,),
+    "pipeline_s": 0.3,
+    "loop_s": 1.5,
+    "loop_batch": 32,
     "ddp_s": 3.0,
-}  # fmt: skip
+}
 
 
 def _check_report(report: dict, out: Path, family: str) -> None:
@@ -35,16 +46,29 @@ def _check_report(report: dict, out: Path, family: str) -> None:
     (loop,) = report["loop"]
     assert loop["note"] == "" and loop["steps"] > 0 and loop["steps_per_s"] > 0
     assert loop["samples_per_s"] > 0
-    assert set(report["sections_s"]) == {"store", "train_step", "input_pipeline", "loop", "ddp",
-                                         "compile"}  # fmt: skip
+    assert set(report["sections_s"]) == {
+        "store",
+        "train_step",
+        "input_pipeline",
+        "loop",
+        "ddp",
+        "compile",
+    }
     table = gpu_check.tables(report)
     assert f"| {family} | " in table and "| input pipeline |" in table and "| DDP |" in table
 
 
 def test_quick_cpu_check_reports_every_step(tmp_path: Path) -> None:
     out = tmp_path / "gpu_check.json"
-    report = gpu_check.run(device="cpu", quick=True, families=["gru"], out=out,
-                           source="synthetic", print_tables=False, **TINY)  # fmt: skip
+    report = gpu_check.run(
+        device="cpu",
+        quick=True,
+        families=["gru"],
+        out=out,
+        source="synthetic",
+        print_tables=False,
+        **TINY,
+    )
     _check_report(report, out, "gru")
     assert report["ddp"]["status"].startswith("skipped (1 device")
     assert report["env"]["device"] == "cpu" and report["env"]["amp"] == "fp32"
@@ -56,9 +80,17 @@ def test_compile_case_and_gloo_ddp(tmp_path: Path) -> None:
     # inductor); DDP runs the train stage under torchrun with 2 gloo ranks.
     out = tmp_path / "gpu_check.json"
     settings = TINY | {"compile": "one", "compile_backend": "aot_eager", "budget_s": 600.0}
-    report = gpu_check.run(device="cpu", quick=True, families=["cnn"], out=out,
-                           source="synthetic", ddp_cpu=True, print_tables=False,
-                           image_size=32, **settings)  # fmt: skip
+    report = gpu_check.run(
+        device="cpu",
+        quick=True,
+        families=["cnn"],
+        out=out,
+        source="synthetic",
+        ddp_cpu=True,
+        print_tables=False,
+        image_size=32,
+        **settings,
+    )
     _check_report(report, out, "cnn")
     (compiled,) = [r for r in report["train_step"] if r["compile"]]
     assert compiled["samples_per_s"] > 0, compiled

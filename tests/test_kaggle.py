@@ -67,8 +67,9 @@ def served(kaggle16_dir: Path) -> dict[str, bytes]:
 @pytest.fixture
 def server(served: dict[str, bytes], kaggle16_dir: Path) -> Iterator[KaggleServer]:
     solution = read_solution(kaggle16_dir / "test_solution.csv")
-    with KaggleServer(COMPETITION, dict(served), solution, users={USER: KEY},
-                      rules_accepted={USER}) as running:  # fmt: skip
+    with KaggleServer(
+        COMPETITION, dict(served), solution, users={USER: KEY}, rules_accepted={USER}
+    ) as running:
         yield running
 
 
@@ -222,16 +223,24 @@ def test_a_failure_that_lasts_ends_with_one_line(
     ("case", "expected"),
     [
         ("bad key", kaggle_client.BAD_CREDENTIALS),
-        ("rules", f"Kaggle denied access to '{COMPETITION}' (HTTP 403); accept the rules at "
-                  f"https://www.kaggle.com/competitions/{COMPETITION}/rules with the account of "
-                  "your API token, then rerun"),
-        ("unknown competition", "competition 'no-such-competition' not found on Kaggle (HTTP "
-                                "404); check `download.competition` in params.yaml (or "
-                                "--competition)"),
-        ("rate limit", "Kaggle is rate-limiting requests (HTTP 429) (4 tries); wait a few "
-                       "minutes and rerun"),
+        (
+            "rules",
+            f"Kaggle denied access to '{COMPETITION}' (HTTP 403); accept the rules at "
+            f"https://www.kaggle.com/competitions/{COMPETITION}/rules with the account of "
+            "your API token, then rerun",
+        ),
+        (
+            "unknown competition",
+            "competition 'no-such-competition' not found on Kaggle (HTTP "
+            "404); check `download.competition` in params.yaml (or "
+            "--competition)",
+        ),
+        (
+            "rate limit",
+            "Kaggle is rate-limiting requests (HTTP 429) (4 tries); wait a few minutes and rerun",
+        ),
     ],
-)  # fmt: skip
+)
 def test_http_errors_are_one_line_that_says_what_to_do(
     client: KaggleServer,
     cfg: DownloadConfig,
@@ -274,8 +283,14 @@ def test_missing_credentials_with_the_real_package(tmp_path: Path, params: dict)
     write_params(tmp_path, params)
     home = tmp_path / "home"
     env = subprocess_env(free_port(), home, PYTHONPATH=str(REPO_DIR))
-    result = subprocess.run([sys.executable, "-m", "pipeline.download"], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.download"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"error: {kaggle_client.NO_CREDENTIALS}"]
     assert "Authentication required" not in result.stdout
@@ -373,9 +388,16 @@ def write_json(path: Path, data: dict, mode: int = 0o600) -> Path:
 
 @pytest.mark.parametrize(
     "where",
-    ["env key", "kaggle.json", "KAGGLE_CONFIG_DIR", "KAGGLE_API_TOKEN", "token file",
-     "access_token", "kaggle auth login"],
-)  # fmt: skip
+    [
+        "env key",
+        "kaggle.json",
+        "KAGGLE_CONFIG_DIR",
+        "KAGGLE_API_TOKEN",
+        "token file",
+        "access_token",
+        "kaggle auth login",
+    ],
+)
 def test_credentials_where_kaggle_2_looks_for_them(
     server: KaggleServer,
     home: Path,
@@ -403,8 +425,10 @@ def test_credentials_where_kaggle_2_looks_for_them(
         (home / ".kaggle" / "access_token").write_text(TOKEN)
     else:  # what `kaggle auth login` leaves: a refresh token, exchanged for an access token
         server.refresh_tokens["refresh-5ecret-5ecret"] = USER
-        write_json(home / ".kaggle" / "credentials.json",
-                   {"refresh_token": "refresh-5ecret-5ecret", "username": USER})  # fmt: skip
+        write_json(
+            home / ".kaggle" / "credentials.json",
+            {"refresh_token": "refresh-5ecret-5ecret", "username": USER},
+        )
     use_client(monkeypatch, env, home)
     listing = kaggle.list_competition_files(kaggle_client.get_api(), COMPETITION)
     assert sorted(listing) == sorted(server.files)
@@ -449,8 +473,10 @@ def test_redact_hides_every_credential_value(
     monkeypatch.setenv("KAGGLE_KEY", KEY)
     monkeypatch.setenv("KAGGLE_API_TOKEN", TOKEN)
     write_json(tmp_path / ".kaggle" / "kaggle.json", {"username": USER, "key": "j" * 32})
-    write_json(tmp_path / ".kaggle" / "credentials.json",
-               {"refresh_token": "r" * 20, "access_token": "a" * 20})  # fmt: skip
+    write_json(
+        tmp_path / ".kaggle" / "credentials.json",
+        {"refresh_token": "r" * 20, "access_token": "a" * 20},
+    )
     text = f"url?key={KEY}&t={TOKEN} {'j' * 32} {'r' * 20} {'a' * 20} ok"
     assert kaggle_client.redact(text) == "url?key=***&t=*** *** *** *** ok"
     # A token this process was never given is still recognised by its shape.
@@ -660,10 +686,23 @@ def test_kaggle_cli_submits_the_same_file(
     env = subprocess_env(server, home, KAGGLE_USERNAME=USER, KAGGLE_KEY=KEY)
     kaggle_cli = Path(sys.executable).parent / "kaggle"
     done = subprocess.run(
-        [str(kaggle_cli), "competitions", "submit", "-c", COMPETITION, "-f",
-         "submissions/submission.csv", "-m", "from the kaggle CLI"],
-        cwd=workdir, env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            str(kaggle_cli),
+            "competitions",
+            "submit",
+            "-c",
+            COMPETITION,
+            "-f",
+            "submissions/submission.csv",
+            "-m",
+            "from the kaggle CLI",
+        ],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Successfully submitted" in done.stdout
     assert server.names()[0] == "StartSubmissionUpload"
@@ -674,8 +713,9 @@ def test_kaggle_cli_submits_the_same_file(
 
 
 def make_repo(root: Path, params: dict) -> Path:
-    shutil.copytree(REPO_DIR / "pipeline", root / "pipeline",
-                    ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+    shutil.copytree(
+        REPO_DIR / "pipeline", root / "pipeline", ignore=shutil.ignore_patterns("__pycache__")
+    )
     shutil.copy2(REPO_DIR / "dvc.yaml", root / "dvc.yaml")
     (root / "data" / "source").mkdir(parents=True)  # download.path, a dep of the stage
     params["download"]["source"] = "kaggle"
@@ -693,16 +733,25 @@ def score_file(submission_csv: Path, solution_csv: Path) -> float:
 
 @pytest.mark.slow
 def test_dvc_round_trip_kill_resume_submit_and_metrics(
-    server: KaggleServer, served: dict[str, bytes], tmp_path: Path, params: dict,
+    server: KaggleServer,
+    served: dict[str, bytes],
+    tmp_path: Path,
+    params: dict,
     kaggle16_dir: Path,
-) -> None:  # fmt: skip
+) -> None:
     """The README's round trip: `dvc repro` with download.source=kaggle (killed mid-download
     first, then resumed), a rerun that downloads nothing, `python -m pipeline.submit`, the
     score in `dvc metrics show`."""
     root = make_repo(tmp_path / "repo", params)
     bin_dir = Path(sys.executable).parent
-    env = subprocess_env(server, tmp_path / "home", KAGGLE_USERNAME=USER, KAGGLE_KEY=KEY,
-                         DVC_NO_ANALYTICS="1", PATH=f"{bin_dir}:{os.environ['PATH']}")  # fmt: skip
+    env = subprocess_env(
+        server,
+        tmp_path / "home",
+        KAGGLE_USERNAME=USER,
+        KAGGLE_KEY=KEY,
+        DVC_NO_ANALYTICS="1",
+        PATH=f"{bin_dir}:{os.environ['PATH']}",
+    )
 
     def run(*cmd: str) -> str:
         done = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=600)
@@ -714,9 +763,14 @@ def test_dvc_round_trip_kill_resume_submit_and_metrics(
     # 1. Killed part-way through the zip: the bytes so far stay in data/cache/.../.partial.
     server.stall("train_simplified.zip", after=3_000_000)
     partial = root / f"data/cache/{COMPETITION}/.partial/train_simplified.zip/train_simplified.zip"
-    proc = subprocess.Popen([str(bin_dir / "dvc"), "repro", "download"], cwd=root, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [str(bin_dir / "dvc"), "repro", "download"],
+        cwd=root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 120
     while not (partial.is_file() and partial.stat().st_size >= 1 << 20):
         assert proc.poll() is None and time.monotonic() < deadline, "never got part-way"

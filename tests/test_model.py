@@ -33,10 +33,18 @@ def test_every_family_is_fed_points_or_images() -> None:
 
 def small_config(model: str, **changes: object) -> SequenceConfig:
     cfg = SequenceConfig(
-        model=model, n_features=N_FEATURES, n_classes=N_CLASSES, hidden_size=12, num_layers=2,
-        conv_channels=[8, 10], conv_kernel=5, conv_stride=2, batch_norm=True, dropout=0.1,
+        model=model,
+        n_features=N_FEATURES,
+        n_classes=N_CLASSES,
+        hidden_size=12,
+        num_layers=2,
+        conv_channels=[8, 10],
+        conv_kernel=5,
+        conv_stride=2,
+        batch_norm=True,
+        dropout=0.1,
         pooling="meanmax",
-    )  # fmt: skip
+    )
     return dataclasses.replace(cfg, **changes)
 
 
@@ -89,8 +97,9 @@ def test_models_differ_by_rnn_cell() -> None:
 
 def test_masked_pooling_hand_worked() -> None:
     # Two drawings, the second 2 steps long: its padded third step (99s) must not count.
-    h = torch.tensor([[[1.0, -2.0], [3.0, 4.0], [5.0, 0.0]],
-                      [[2.0, 6.0], [-4.0, 2.0], [99.0, 99.0]]])  # fmt: skip
+    h = torch.tensor(
+        [[[1.0, -2.0], [3.0, 4.0], [5.0, 0.0]], [[2.0, 6.0], [-4.0, 2.0], [99.0, 99.0]]]
+    )
     mask = torch.tensor([[True, True, True], [True, True, False]])
     expected = {
         "sum": [[9.0, 2.0], [-2.0, 8.0]],
@@ -111,8 +120,9 @@ def save_checkpoint(path: Path, model: str = "gru") -> torch.nn.Module:
     """A small checkpoint of family `model`: a sequence model fed points of at most 32 points,
     or a resnet10t fed 32-pixel images of them."""
     if model == "cnn":
-        cfg = ImageConfig(model="cnn", n_classes=N_CLASSES, image_size=32, backbone="resnet10t",
-                          dropout=0.0)  # fmt: skip
+        cfg = ImageConfig(
+            model="cnn", n_classes=N_CLASSES, image_size=32, backbone="resnet10t", dropout=0.0
+        )
         encoder = Encoder("image", max_points=32, image_size=32)
     else:
         cfg, encoder = small_config(model), Encoder("points", max_points=32)
@@ -138,8 +148,9 @@ def drawings(n: int, seed: int = 0) -> Drawings:
     items = []
     for i in range(n):
         k = int(rng.integers(0, 60)) if i % 5 else 0  # every 5th drawing is empty (bad test row)
-        items.append([(rng.integers(0, 256, k).tolist(), rng.integers(0, 256, k).tolist())]
-                     if k else [])  # fmt: skip
+        items.append(
+            [(rng.integers(0, 256, k).tolist(), rng.integers(0, 256, k).tolist())] if k else []
+        )
     return Drawings.from_strokes(items)
 
 

@@ -139,8 +139,11 @@ def test_dvc_repro_metrics_and_plots(tmp_path: Path, params: dict) -> None:
     # reruns predict alone.
     assert "didn't change, skipping" in run("repro") or "up to date" in run("status")
     subprocess.run(["git", "add", "dvc.lock"], cwd=root, check=True)
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "lock"],
-                   cwd=root, check=True)  # fmt: skip
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "lock"],
+        cwd=root,
+        check=True,
+    )
     flipped = str(not params["predict"]["prior_correction"]).lower()
     out = run("exp", "run", "-S", f"predict.prior_correction={flipped}")
     assert "Running stage 'predict'" in out

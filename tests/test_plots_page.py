@@ -18,14 +18,27 @@ from tests.conftest import clone_repo, write_params
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # The flags a headless Chromium needs here (no sandbox as root, no background connections),
 # plus no name resolution at all: offline for real.
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--host-resolver-rules=MAP * ~NOTFOUND", "--virtual-time-budget=10000"]  # fmt: skip
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--host-resolver-rules=MAP * ~NOTFOUND",
+    "--virtual-time-budget=10000",
+]
 
 
 def chromium(*args: str, profile: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *args],
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    return subprocess.run(
+        [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +47,10 @@ def plots_page(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     root = clone_repo(tmp_path_factory.mktemp("plots") / "clone")
     write_params(root, tiny_params())
-    env = os.environ | {"DVC_NO_ANALYTICS": "1",
-                        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}  # fmt: skip
+    env = os.environ | {
+        "DVC_NO_ANALYTICS": "1",
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    }
     for args in (["repro"], ["plots", "show", "-o", "page"]):
         done = subprocess.run(["dvc", *args], cwd=root, env=env, capture_output=True, text=True)
         assert done.returncode == 0, done.stdout + done.stderr
@@ -57,6 +72,10 @@ def test_every_plot_draws_offline_in_a_browser(plots_page: Path, tmp_path: Path)
     assert "Loss__train_and_val" in embeds
     assert re.search(r"<img[^>]+gallery", dom)
     shot = tmp_path / "page.png"
-    chromium(f"--screenshot={shot}", "--window-size=1200,2400", plots_page.as_uri(),
-             profile=tmp_path / "profile")  # fmt: skip
+    chromium(
+        f"--screenshot={shot}",
+        "--window-size=1200,2400",
+        plots_page.as_uri(),
+        profile=tmp_path / "profile",
+    )
     assert shot.stat().st_size > 50_000  # a page with charts on it, not a blank one

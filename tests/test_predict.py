@@ -138,8 +138,10 @@ def test_a_mean_blend_averages_the_members_probabilities(tmp_path: Path) -> None
     make_labelled_store(paths.store_path, invalid=INVALID)
     make_ensemble(paths, ["gru", "bilstm"], method="mean")
     metrics = run_predict(paths)
-    probas = [model_test_proba(paths.for_member(m).model_path, paths.store_path)
-              for m in ("gru", "bilstm")]  # fmt: skip
+    probas = [
+        model_test_proba(paths.for_member(m).model_path, paths.store_path)
+        for m in ("gru", "bilstm")
+    ]
     expected = reference_top_k((probas[0] + probas[1]) / 2)
     assert metrics["members"] == 2
     # Averaging really changed something: the two models disagree on some row.
@@ -157,8 +159,9 @@ def test_members_of_both_input_kinds_blend(tmp_path: Path) -> None:
     make_labelled_store(paths.store_path, invalid=INVALID)
     make_ensemble(paths, ["gru", "cnn"], method="mean")
     run_predict(paths)
-    probas = [model_test_proba(paths.for_member(m).model_path, paths.store_path)
-              for m in ("gru", "cnn")]  # fmt: skip
+    probas = [
+        model_test_proba(paths.for_member(m).model_path, paths.store_path) for m in ("gru", "cnn")
+    ]
     expected = reference_top_k((probas[0] + probas[1]) / 2)
     got = submitted_classes(paths.submission_csv)
     assert [got[i] for i in range(len(got)) if i not in INVALID] == [
@@ -176,8 +179,10 @@ def test_every_option_is_scored_on_the_labelled_rows(tmp_path: Path) -> None:
     test = DrawingStore(paths.store_path).split("test")
     keep = np.flatnonzero(test.valid)
     labels = test.labels[keep].astype(np.int64)
-    members = {m: model_test_proba(paths.for_member(m).model_path, paths.store_path)[keep]
-               for m in ("gru", "bilstm")}  # fmt: skip
+    members = {
+        m: model_test_proba(paths.for_member(m).model_path, paths.store_path)[keep]
+        for m in ("gru", "bilstm")
+    }
     options = members | {
         "mean": (members["gru"] + members["bilstm"]) / 2,
         "blend": reference_blend(paths.blend_path, list(members.values())),
@@ -198,10 +203,14 @@ def test_a_member_with_other_classes_is_refused(tmp_path: Path) -> None:
     paths = Paths.under(tmp_path)
     make_labelled_store(paths.store_path)
     make_ensemble(paths, ["gru", "bilstm"])
-    make_checkpoint(paths.for_member("bilstm").model_path, model="bilstm",
-                    classes=[*CLASSES[:-1], "zebra"])  # fmt: skip
-    with pytest.raises(PipelineError, match=r"members/bilstm/model\.pt was trained on a "
-                                            r"different class list"):  # fmt: skip
+    make_checkpoint(
+        paths.for_member("bilstm").model_path, model="bilstm", classes=[*CLASSES[:-1], "zebra"]
+    )
+    with pytest.raises(
+        PipelineError,
+        match=r"members/bilstm/model\.pt was trained on a "
+        r"different class list",
+    ):
         run_predict(paths)
 
 
@@ -232,8 +241,9 @@ def test_probabilities_do_not_depend_on_batch_size(paths: Paths) -> None:
     drawings = DrawingStore(paths.store_path).split("test").read()
     model, meta = load_model(gru_path(paths))
     one_batch = predict_proba(model, meta, drawings, batch_size=64)
-    np.testing.assert_allclose(predict_proba(model, meta, drawings, batch_size=7), one_batch,
-                               atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        predict_proba(model, meta, drawings, batch_size=7), one_batch, atol=1e-6
+    )
 
 
 def test_prior_correction_is_applied_to_valid_rows(paths: Paths) -> None:

@@ -21,9 +21,15 @@ from pipeline.preprocess import main, run
 from tests.conftest import write_params
 
 CFG = PreprocessConfig(
-    max_per_class=0, val_per_class=10, blend_per_class=10, recognized_only=False, max_points=256,
-    block_size=64, workers=1, seed=0,
-)  # fmt: skip
+    max_per_class=0,
+    val_per_class=10,
+    blend_per_class=10,
+    recognized_only=False,
+    max_points=256,
+    block_size=64,
+    workers=1,
+    seed=0,
+)
 HELD_OUT = ("train", "val", "blend")  # the labelled splits, every kept drawing in one of them
 TRAIN_HEADER = ["countrycode", "drawing", "key_id", "recognized", "timestamp", "word"]
 GOOD = json.dumps([[[0, 10, 20], [5, 15, 25]], [[30], [40]]])
@@ -156,18 +162,29 @@ def test_val_does_not_change_with_blend_per_class(tmp_path: Path) -> None:
     # Growing (or dropping) the blend split takes drawings from train, never from val: each
     # member's checkpoint choice stays comparable across blend sizes.
     rng = np.random.default_rng(3)
-    classes = {w: [["US", GOOD, str(k), "True", w] for k in rng.choice(10**12, 100, replace=False)]
-               for w in ("cat", "dog", "eye")}  # fmt: skip
+    classes = {
+        w: [["US", GOOD, str(k), "True", w] for k in rng.choice(10**12, 100, replace=False)]
+        for w in ("cat", "dog", "eye")
+    }
     raw = write_raw(tmp_path / "raw", classes, [["1", "US", GOOD]])
-    stores = {n: preprocess(raw, tmp_path / f"blend{n}", dataclasses.replace(
-        CFG, val_per_class=8, blend_per_class=n))[1] for n in (0, 5, 12)}  # fmt: skip
+    stores = {
+        n: preprocess(
+            raw,
+            tmp_path / f"blend{n}",
+            dataclasses.replace(CFG, val_per_class=8, blend_per_class=n),
+        )[1]
+        for n in (0, 5, 12)
+    }
     for n, store in stores.items():
         val, train, blend = store.split("val"), store.split("train"), store.split("blend")
         assert len(blend) == 3 * n and np.bincount(blend.labels, minlength=3).tolist() == [n] * 3
         assert len(val) + len(train) + len(blend) == 300
         for name in ("points", "offsets", "label", "key_id"):
-            np.testing.assert_array_equal(val.group[name][:], stores[0].split("val").group[name][:],
-                                          err_msg=f"blend_per_class={n}: val/{name}")  # fmt: skip
+            np.testing.assert_array_equal(
+                val.group[name][:],
+                stores[0].split("val").group[name][:],
+                err_msg=f"blend_per_class={n}: val/{name}",
+            )
     # The drawings a bigger blend split adds all come from train.
     small, big = (set(stores[n].split("blend").key_ids.tolist()) for n in (5, 12))
     assert small < big

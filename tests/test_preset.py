@@ -26,8 +26,11 @@ def test_every_preset_is_valid_params(name: str) -> None:
 def test_a_member_key_becomes_a_dotted_set_argument() -> None:
     preset = {"ensemble": {"members": ["gru", "cnn"]}, "members": {"cnn": {"image_size": 128}}}
     assert set_args(preset) == [
-        "-S", 'ensemble.members=["gru","cnn"]', "-S", "members.cnn.image_size=128",
-    ]  # fmt: skip
+        "-S",
+        'ensemble.members=["gru","cnn"]',
+        "-S",
+        "members.cnn.image_size=128",
+    ]
 
 
 def test_the_full_gpu_preset_gives_the_cnn_its_own_budget() -> None:

@@ -100,8 +100,11 @@ def test_zero_length_drawings_are_blank_and_neighbours_unaffected() -> None:
     np.testing.assert_array_equal(images[0], draw([(0, 0), (10, 0)]))
     np.testing.assert_array_equal(images[2], draw([(0, 0), (0, 10)]))
     assert render(np.zeros((0, 2), np.float32), np.array([0]), np.zeros(0, bool), S).shape == (
-        0, 3, S, S,
-    )  # fmt: skip
+        0,
+        3,
+        S,
+        S,
+    )
 
 
 def test_units_do_not_matter() -> None:

@@ -167,8 +167,13 @@ def test_a_checkpoint_from_one_path_runs_on_the_other(
 def test_parameter_layout_is_the_one_every_checkpoint_has() -> None:
     # Checkpoints written before the fused path existed load unchanged: same keys, no new ones.
     net = sequence_model("bilstm", num_layers=2)
-    names = [f"{d}_rnns.{i}.{w}_{m}_l0" for d in ("forward", "backward") for i in (0, 1)
-             for w in ("weight", "bias") for m in ("ih", "hh")]  # fmt: skip
+    names = [
+        f"{d}_rnns.{i}.{w}_{m}_l0"
+        for d in ("forward", "backward")
+        for i in (0, 1)
+        for w in ("weight", "bias")
+        for m in ("ih", "hh")
+    ]
     assert rnn_keys(net) == sorted(names)
 
 

@@ -82,8 +82,11 @@ def test_three_classes_that_spell_a_fourth_are_still_three_labels(
     # All five are competition classes: 'baseball bat cat' is baseball, bat, cat, which is valid,
     # while 'baseball bat dog eye' (four labels) is most likely 'baseball_bat' written with a space.
     classes = ["baseball", "bat", "baseball bat", "bathtub", "cat", "dog", "eye"]
-    rows = [f"{KEY_IDS[0]},baseball bat cat", f"{KEY_IDS[1]},baseball_bat bat cat",
-            f"{KEY_IDS[2]},bathtub bat baseball"]  # fmt: skip
+    rows = [
+        f"{KEY_IDS[0]},baseball bat cat",
+        f"{KEY_IDS[1]},baseball_bat bat cat",
+        f"{KEY_IDS[2]},bathtub bat baseball",
+    ]
     assert validate_submission(write_text(tmp_path, good_text(rows)), test_csv, classes) == 3
     rows[0] = f"{KEY_IDS[0]},baseball bat dog eye"
     with pytest.raises(PipelineError, match=r"line 2 .*write 'baseball bat' as 'baseball_bat'"):

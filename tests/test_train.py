@@ -120,11 +120,21 @@ def test_training_learns_and_exports_the_best_model(
     assert metrics["val/map3"] == result.summary["val/map3"]
     # The curves DVC plots: one row per validation (here per epoch), the columns dvc.yaml draws.
     rows = [r.split("\t") for r in (paths.live_dir / "curves.tsv").read_text().splitlines()]
-    assert rows[0] == ["step", "time_s", "epoch", "lr", "train_loss", "val_loss", "val_map3",
-                       "val_top1", "samples_per_s"]  # fmt: skip
+    assert rows[0] == [
+        "step",
+        "time_s",
+        "epoch",
+        "lr",
+        "train_loss",
+        "val_loss",
+        "val_map3",
+        "val_top1",
+        "samples_per_s",
+    ]
     assert [float(r[2]) for r in rows[1:]] == [1, 2, 3, 4, 5, 6]
-    assert [float(r[6]) for r in rows[1:]] == pytest.approx([h["val/map3"] for h in history],
-                                                            rel=1e-5)  # fmt: skip
+    assert [float(r[6]) for r in rows[1:]] == pytest.approx(
+        [h["val/map3"] for h in history], rel=1e-5
+    )
     assert not (paths.live_dir / "dvc.yaml").exists()
 
 
@@ -197,8 +207,7 @@ def test_without_a_member_every_member_is_trained_with_its_own_params(
     for member, model in (("gru", "gru"), ("small", "bilstm")):
         _, meta = load_model(workdir / "models" / "members" / member / "model.pt")
         assert (meta["train_cfg"]["model"], meta["model_cfg"]["model"]) == (model, model)
-        state = torch.load(workdir / "checkpoints" / member / "last.pt",
-                           weights_only=True)["state"]  # fmt: skip
+        state = torch.load(workdir / "checkpoints" / member / "last.pt", weights_only=True)["state"]
         assert state["step"] == steps[member], member
         assert (workdir / "dvclive" / member / "curves.tsv").is_file()
     assert meta["model_cfg"]["hidden_size"] == 8  # the small member's own size

@@ -142,6 +142,11 @@ def progress(
     at most every `LOG_EVERY_S` seconds, and the final count, so the log stays readable.
     """
     if not sys.stderr.isatty():
-        kwargs = {"mininterval": LOG_EVERY_S, **kwargs, "file": _LogLines(), "ascii": True,
-                  "leave": True}  # fmt: skip
+        kwargs = {
+            "mininterval": LOG_EVERY_S,
+            **kwargs,
+            "file": _LogLines(),
+            "ascii": True,
+            "leave": True,
+        }
     return tqdm(iterable, total=total, desc=desc, unit=unit, **kwargs)

@@ -152,10 +152,13 @@ def _worker_init(_: int) -> None:
 def make_loader(dataset: TrainBatches, workers: int, pin_memory: bool) -> DataLoader:
     """Batches are built by the dataset, so the loader only parallelises and pins them."""
     return DataLoader(
-        dataset, batch_size=None, num_workers=workers, pin_memory=pin_memory,
+        dataset,
+        batch_size=None,
+        num_workers=workers,
+        pin_memory=pin_memory,
         worker_init_fn=_worker_init if workers else None,
         prefetch_factor=4 if workers else None,
         # Its own generator: iter() draws a seed, which must not move the global torch RNG
         # (dropout), or a resumed run would drift from an uninterrupted one.
         generator=torch.Generator(),
-    )  # fmt: skip
+    )

@@ -75,11 +75,19 @@ class Encoder:
         """What a checkpoint stores to rebuild this encoder (`meta["features"]`)."""
         if self.kind == "points":
             return feature_meta(self.max_points)
-        return {"kind": "image", "version": self.version, "max_points": self.max_points,
-                "image_size": self.image_size}  # fmt: skip
+        return {
+            "kind": "image",
+            "version": self.version,
+            "max_points": self.max_points,
+            "image_size": self.image_size,
+        }
 
     @staticmethod
     def from_meta(meta: dict[str, Any]) -> Encoder:
         """The encoder a checkpoint was trained with; `ValueError` if this code cannot make it."""
-        return Encoder(meta.get("kind", "points"), meta["max_points"],
-                       meta.get("image_size", 0), meta["version"])  # fmt: skip
+        return Encoder(
+            meta.get("kind", "points"),
+            meta["max_points"],
+            meta.get("image_size", 0),
+            meta["version"],
+        )

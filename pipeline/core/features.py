@@ -35,8 +35,16 @@ from pipeline.core.drawings import Drawings, cap_points
 
 FEATURE_VERSION = 2
 FEATURES = (
-    "x", "y", "dx", "dy", "seg_len", "pen_end", "stroke_start", "stroke_pos", "time_pos",
-)  # fmt: skip
+    "x",
+    "y",
+    "dx",
+    "dy",
+    "seg_len",
+    "pen_end",
+    "stroke_start",
+    "stroke_pos",
+    "time_pos",
+)
 N_FEATURES = len(FEATURES)
 
 
@@ -69,8 +77,12 @@ class Augment:
 
 def feature_meta(max_points: int) -> dict[str, Any]:
     """What a checkpoint stores to reproduce this featurisation."""
-    return {"kind": "points", "version": FEATURE_VERSION, "max_points": max_points,
-            "names": list(FEATURES)}  # fmt: skip
+    return {
+        "kind": "points",
+        "version": FEATURE_VERSION,
+        "max_points": max_points,
+        "names": list(FEATURES),
+    }
 
 
 def featurize(

@@ -111,8 +111,9 @@ def _check(
     offsets = np.ascontiguousarray(offsets, np.int64)
     stroke_start = np.ascontiguousarray(stroke_start, np.bool_)
     if xy.ndim != 2 or xy.shape[1] != 2 or len(stroke_start) != len(xy):
-        raise ValueError(f"xy must be (P, 2) and stroke_start (P,), got {xy.shape}, "
-                         f"{stroke_start.shape}")  # fmt: skip
+        raise ValueError(
+            f"xy must be (P, 2) and stroke_start (P,), got {xy.shape}, {stroke_start.shape}"
+        )
     if offsets.ndim != 1 or len(offsets) == 0 or offsets[0] != 0 or offsets[-1] != len(xy):
         raise ValueError(f"offsets must run from 0 to {len(xy)}")
     if np.any(np.diff(offsets) < 0):
@@ -197,9 +198,15 @@ def _stamp(img: np.ndarray, x: int, y: int, order: np.uint8, time: np.uint8, wid
 
 @nb.njit(cache=True, nogil=True)
 def _line(
-    img: np.ndarray, x0: int, y0: int, x1: int, y1: int, order: np.uint8, time: np.uint8,
+    img: np.ndarray,
+    x0: int,
+    y0: int,
+    x1: int,
+    y1: int,
+    order: np.uint8,
+    time: np.uint8,
     width: int,
-) -> None:  # fmt: skip
+) -> None:
     """Bresenham's line from (x0, y0) to (x1, y1), both ends included, 8-connected.
 
     Drawn left to right, a tie (the line exactly between two pixels) keeping the minor coordinate

@@ -133,15 +133,27 @@ class SplitWriter:
         self.chunk = block_size * max(1, DRAWING_CHUNK // block_size)  # whole blocks per chunk
         every_chunk = {"write_empty_chunks": True}
         self.points = self.group.create_array(
-            "points", shape=(0, 3), chunks=(POINT_CHUNK, 3), dtype=np.uint8,
-            filters=_POINT_FILTERS, compressors=_POINT_COMPRESSORS, config=every_chunk,
-        )  # fmt: skip
+            "points",
+            shape=(0, 3),
+            chunks=(POINT_CHUNK, 3),
+            dtype=np.uint8,
+            filters=_POINT_FILTERS,
+            compressors=_POINT_COMPRESSORS,
+            config=every_chunk,
+        )
         self.offsets = self.group.create_array(
-            "offsets", shape=(0,), chunks=(self.chunk,), dtype=np.int64, fill_value=-1,
-            compressors=_COMPRESSORS, config=every_chunk,
-        )  # fmt: skip
-        self.arrays = {name: self._column_array(name, dtype, FILLS[name], every_chunk)
-                       for name, (dtype, _) in COLUMNS.items()}  # fmt: skip
+            "offsets",
+            shape=(0,),
+            chunks=(self.chunk,),
+            dtype=np.int64,
+            fill_value=-1,
+            compressors=_COMPRESSORS,
+            config=every_chunk,
+        )
+        self.arrays = {
+            name: self._column_array(name, dtype, FILLS[name], every_chunk)
+            for name, (dtype, _) in COLUMNS.items()
+        }
         # One hash per stored field, fed in write order: the split's digest does not depend on
         # how the drawings were batched, only on what was stored.
         self._hashes = {name: hashlib.blake2b(digest_size=16) for name in DIGEST_FIELDS}
@@ -157,9 +169,14 @@ class SplitWriter:
 
     def _column_array(self, name: str, dtype: type, fill: int, config: dict) -> zarr.Array:
         return self.group.create_array(
-            name, shape=(0,), chunks=(self.chunk,), dtype=dtype, fill_value=fill,
-            compressors=_COMPRESSORS, config=config,
-        )  # fmt: skip
+            name,
+            shape=(0,),
+            chunks=(self.chunk,),
+            dtype=dtype,
+            fill_value=fill,
+            compressors=_COMPRESSORS,
+            config=config,
+        )
 
     def append(self, drawings: Drawings) -> None:
         """Queue drawings; their columns named in `COLUMNS` are stored, missing ones defaulted."""
@@ -170,8 +187,12 @@ class SplitWriter:
         }
         self._pending.append(Drawings(drawings.points, drawings.offsets, **cols))
         self._pending_n += n
-        for name, values in (("points", drawings.points), ("lengths", drawings.lengths),
-                             ("label", cols["label"]), ("key_id", cols["key_id"])):  # fmt: skip
+        for name, values in (
+            ("points", drawings.points),
+            ("lengths", drawings.lengths),
+            ("label", cols["label"]),
+            ("key_id", cols["key_id"]),
+        ):
             dtype = _DIGEST_DTYPES[name]
             self._hashes[name].update(np.ascontiguousarray(values, dtype=dtype))
         if self._pending_n >= self.chunk:
@@ -196,9 +217,13 @@ class SplitWriter:
         finally:
             self._thread.shutdown(wait=True, cancel_futures=True)
         self.group.attrs.update(
-            {"n": self.n, "n_points": self.n_points, "block_size": self.block_size,
-             "digest": self.digest}
-        )  # fmt: skip
+            {
+                "n": self.n,
+                "n_points": self.n_points,
+                "block_size": self.block_size,
+                "digest": self.digest,
+            }
+        )
 
     @property
     def digest(self) -> str:

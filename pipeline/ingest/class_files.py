@@ -92,11 +92,13 @@ def process_class(task: ClassTask) -> ClassResult:
             result.n_rows += n_read
             result.not_recognized += int(unrecognised[:n_read].sum())
             reasons.append(reason[:n_read])
-            rejects.add(task.csv_path.name, rows.column("line"), rows.column("key_text"),
-                        reason[:n_read])  # fmt: skip
+            rejects.add(
+                task.csv_path.name, rows.column("line"), rows.column("key_text"), reason[:n_read]
+            )
             result.normalised += int(rows.column("normalised")[:n_read].sum())
-            kept, n_capped = cap_points(rows if len(idx) == len(rows) else rows.take(idx),
-                                        cfg.max_points)  # fmt: skip
+            kept, n_capped = cap_points(
+                rows if len(idx) == len(rows) else rows.take(idx), cfg.max_points
+            )
             result.capped += n_capped
             run.write(kept)
             key_ids.append(kept.key_ids)
@@ -140,8 +142,13 @@ class ClassFilePool:
         """Every class's result, in label order (runs the tasks here if there is no pool)."""
         done = self.done if self.pool is not None else map(process_class, self.order)
         sizes = {t.label: t.csv_path.stat().st_size for t in self.tasks}
-        bar = progress(total=sum(sizes.values()), desc="pass 1: parse", unit="B",
-                       unit_scale=True, disable=not show_progress)  # fmt: skip
+        bar = progress(
+            total=sum(sizes.values()),
+            desc="pass 1: parse",
+            unit="B",
+            unit_scale=True,
+            disable=not show_progress,
+        )
         results = []
         for result in done:
             results.append(result)

@@ -66,8 +66,13 @@ def merge_split(
     cursors = [RunCursor(path, split_of, SPLIT_CODES[split]) for path, split_of in runs]
     n_windows = max(1, -(-total // (WINDOW_BLOCKS * block_size)))
     first = np.zeros(len(counts), np.int64)
-    bar = progress(total=total, desc=f"pass 2: {split}", unit="drawing", unit_scale=True,
-                   disable=not show_progress)  # fmt: skip
+    bar = progress(
+        total=total,
+        desc=f"pass 2: {split}",
+        unit="drawing",
+        unit_scale=True,
+        disable=not show_progress,
+    )
     with SplitWriter(root, split, block_size) as writer:
         for take in interleave_windows(counts, n_windows):
             parts = [cursors[c].take(int(m)) for c, m in enumerate(take) if m]

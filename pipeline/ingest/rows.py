@@ -179,9 +179,16 @@ class _BlockReader:
             if key_col >= 0 and n_fields[i] > key_col:
                 key_text[i] = _printable(bytes(buf[fstart[i, key_col] : fend[i, key_col]]))
         rows = Drawings(
-            points, offsets, key_id=key, country=country, recognized=recognized, reason=reason,
-            line=first_line + line, key_text=key_text, normalised=normalised,
-        )  # fmt: skip
+            points,
+            offsets,
+            key_id=key,
+            country=country,
+            recognized=recognized,
+            reason=reason,
+            line=first_line + line,
+            key_text=key_text,
+            normalised=normalised,
+        )
         if not by_lines:
             return rows
         return self._reread_swallowing(buf, rows, start, end, status)

@@ -135,8 +135,18 @@ def scan_csv(
         lines += 1 + (inner if record_status != BROKEN else 0)
         i = j + 1
         consumed = min(i, size)
-    return (n, consumed, lines, start[:n], end[:n], line[:n], n_fields[:n], status[:n],
-            fstart[:n], fend[:n])  # fmt: skip
+    return (
+        n,
+        consumed,
+        lines,
+        start[:n],
+        end[:n],
+        line[:n],
+        n_fields[:n],
+        status[:n],
+        fstart[:n],
+        fend[:n],
+    )
 
 
 @nb.njit(cache=True, nogil=True)

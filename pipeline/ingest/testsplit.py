@@ -33,8 +33,9 @@ def read_solution(path: Path, classes: list[str]) -> pd.Series | None:
     """
     if not path.is_file():
         return None
-    table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig",
-                        encoding_errors="replace")  # fmt: skip
+    table = pd.read_csv(
+        path, dtype=str, keep_default_na=False, encoding="utf-8-sig", encoding_errors="replace"
+    )
     table.columns = [str(c).strip() for c in table.columns]
     if not {"key_id", "word"} <= set(table.columns):
         raise PipelineError(f"{path}: needs columns key_id,word; fix or remove the file")
@@ -64,8 +65,14 @@ def write_test_split(
     text, stored in the split's `key_text` attr so predict writes it back verbatim; it is listed
     in the rejects file as `bad_key_id`. Two rows with one key_id stop the stage.
     """
-    stats: dict[str, Any] = {"rows": 0, "invalid": 0, "labelled": 0, "capped": 0,
-                             "normalised": 0, "bad_key_ids": 0}  # fmt: skip
+    stats: dict[str, Any] = {
+        "rows": 0,
+        "invalid": 0,
+        "labelled": 0,
+        "capped": 0,
+        "normalised": 0,
+        "bad_key_ids": 0,
+    }
     reasons, keys, lines = [], [], []
     key_text: dict[str, str] = {}
     with (

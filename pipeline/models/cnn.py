@@ -82,21 +82,29 @@ class ImageCNN(nn.Module):
     def config_from_train(cls, cfg: Any, n_classes: int) -> ImageConfig:
         """The model's config from the `train` params section."""
         return ImageConfig(
-            model=cfg.model, n_classes=n_classes, image_size=cfg.image_size,
-            backbone=cfg.backbone, dropout=cfg.dropout,
-        )  # fmt: skip
+            model=cfg.model,
+            n_classes=n_classes,
+            image_size=cfg.image_size,
+            backbone=cfg.backbone,
+            dropout=cfg.dropout,
+        )
 
     def __init__(self, cfg: ImageConfig) -> None:
         super().__init__()
         self.cfg = cfg
         timm = _timm()
         if not timm.is_model(cfg.backbone):
-            raise ConfigError(f"param 'train.backbone' must be a timm model name (such as "
-                              f"resnet10t or convnext_atto), got {cfg.backbone!r}")  # fmt: skip
+            raise ConfigError(
+                f"param 'train.backbone' must be a timm model name (such as "
+                f"resnet10t or convnext_atto), got {cfg.backbone!r}"
+            )
         self.backbone = timm.create_model(
-            cfg.backbone, pretrained=False, num_classes=cfg.n_classes, in_chans=3,
+            cfg.backbone,
+            pretrained=False,
+            num_classes=cfg.n_classes,
+            in_chans=3,
             drop_rate=cfg.dropout,
-        )  # fmt: skip
+        )
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """x (B, 3, S, S) uint8 (0-255) or float ([0, 1]) -> logits (B, C); lengths unused."""

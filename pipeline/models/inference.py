@@ -55,8 +55,9 @@ def predict_proba(
     encoder = Encoder.from_meta(meta["features"])
     augment = Augment.from_train_cfg(meta["train_cfg"])
     order = np.argsort(drawings.lengths, kind="stable")
-    bar = progress(total=n * (tta + 1), desc=desc or "", unit="drawing", unit_scale=True,
-                   disable=desc is None)  # fmt: skip
+    bar = progress(
+        total=n * (tta + 1), desc=desc or "", unit="drawing", unit_scale=True, disable=desc is None
+    )
     for tta_pass in range(tta + 1):
         rng = np.random.default_rng([seed, tta_pass])
         for start in range(0, n, batch_size):
@@ -99,6 +100,15 @@ def member_probas(
         check_classes(meta["classes"], classes, path)
         if device.type == "cpu":
             torch.set_num_threads(meta["train_cfg"].get("threads") or os.cpu_count() or 1)
-        probas.append(predict_proba(model, meta, drawings, batch_size, tta=tta, seed=seed,
-                                    desc=f"{name} {split}".strip()))  # fmt: skip
+        probas.append(
+            predict_proba(
+                model,
+                meta,
+                drawings,
+                batch_size,
+                tta=tta,
+                seed=seed,
+                desc=f"{name} {split}".strip(),
+            )
+        )
     return probas

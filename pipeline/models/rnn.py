@@ -79,12 +79,18 @@ class SequenceClassifier(nn.Module):
     def config_from_train(cls, cfg: Any, n_classes: int) -> SequenceConfig:
         """The model's config from the `train` params section."""
         return SequenceConfig(
-            model=cfg.model, n_features=N_FEATURES, n_classes=n_classes,
-            hidden_size=cfg.hidden_size, num_layers=cfg.num_layers,
-            conv_channels=list(cfg.conv_channels), conv_kernel=cfg.conv_kernel,
+            model=cfg.model,
+            n_features=N_FEATURES,
+            n_classes=n_classes,
+            hidden_size=cfg.hidden_size,
+            num_layers=cfg.num_layers,
+            conv_channels=list(cfg.conv_channels),
+            conv_kernel=cfg.conv_kernel,
             conv_stride=cfg.conv_stride if cfg.conv_channels else 1,
-            batch_norm=cfg.batch_norm, dropout=cfg.dropout, pooling=cfg.pooling,
-        )  # fmt: skip
+            batch_norm=cfg.batch_norm,
+            dropout=cfg.dropout,
+            pooling=cfg.pooling,
+        )
 
     def __init__(self, cfg: SequenceConfig) -> None:
         super().__init__()
@@ -94,10 +100,11 @@ class SequenceClassifier(nn.Module):
             raise ValueError("conv_kernel must be odd so outputs line up with inputs")
         channels = [cfg.n_features, *cfg.conv_channels]
         self.convs = nn.ModuleList(
-            ConvBlock(a, b, cfg.conv_kernel, cfg.conv_stride if i == 0 else 1, cfg.batch_norm,
-                      cfg.dropout)
+            ConvBlock(
+                a, b, cfg.conv_kernel, cfg.conv_stride if i == 0 else 1, cfg.batch_norm, cfg.dropout
+            )
             for i, (a, b) in enumerate(itertools.pairwise(channels))
-        )  # fmt: skip
+        )
         # The one parameter layout, used by both paths (and the state_dict keys of every
         # checkpoint): one one-layer module per direction and layer. The fused path passes the
         # same tensors to cuDNN as one bidirectional layer (`_layer_weights`).
@@ -170,8 +177,9 @@ class SequenceClassifier(nn.Module):
                 data = self.dropout(data)
             hx = data.new_zeros(2, b, self.cfg.hidden_size)  # (directions, B, H)
             if issubclass(self.rnn_type, nn.LSTM):
-                out = _VF.lstm(data, batch_sizes, (hx, hx), layer, True, 1, 0.0, self.training,
-                               True)  # fmt: skip
+                out = _VF.lstm(
+                    data, batch_sizes, (hx, hx), layer, True, 1, 0.0, self.training, True
+                )
             else:
                 out = _VF.gru(data, batch_sizes, hx, layer, True, 1, 0.0, self.training, True)
             data = out[0]  # (N, 2H): [forward | backward] per step, as the padded path's cat
@@ -214,9 +222,16 @@ class SequenceClassifier(nn.Module):
             mode = torch.backends.cudnn.rnn.get_cudnn_mode(self.forward_rnns[0].mode)
             with torch.cuda.device_of(first), torch.no_grad():  # swaps storages in place
                 torch._cudnn_rnn_flatten_weight(
-                    weights, 4, first.shape[1], mode, self.cfg.hidden_size,
-                    0, 1, True, True,  # proj_size, num_layers, batch_first, bidirectional
-                )  # fmt: skip
+                    weights,
+                    4,
+                    first.shape[1],
+                    mode,
+                    self.cfg.hidden_size,
+                    0,
+                    1,
+                    True,
+                    True,  # proj_size, num_layers, batch_first, bidirectional
+                )
 
 
 class StrokeRNN(SequenceClassifier):

@@ -111,8 +111,9 @@ def per_class_table(top: np.ndarray, labels: np.ndarray, classes: list[str]) -> 
             "map3": precision_at_rank(top, labels, 3),
         }
     )
-    by_class = table.groupby("label").agg(n=("top1", "size"), top1=("top1", "mean"),
-                                          map3=("map3", "mean"))  # fmt: skip
+    by_class = table.groupby("label").agg(
+        n=("top1", "size"), top1=("top1", "mean"), map3=("map3", "mean")
+    )
     idx = by_class.index.to_numpy()
     by_class.insert(0, "class", np.asarray(classes, dtype=object)[idx])
     by_class["confused_with"] = np.where(

@@ -81,8 +81,13 @@ def top_confusions(
         if off[a, p] == 0:
             break
         share = off[a, p] / max(int(confusion[a].sum()), 1)
-        rows.append({"mistake": f"{classes[a]} -> {classes[p]}", "count": int(off[a, p]),
-                     "share": round(float(share), 4)})  # fmt: skip
+        rows.append(
+            {
+                "mistake": f"{classes[a]} -> {classes[p]}",
+                "count": int(off[a, p]),
+                "share": round(float(share), 4),
+            }
+        )
     return rows
 
 

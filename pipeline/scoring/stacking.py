@@ -73,15 +73,17 @@ class Blend:
         if self.method == "mean":
             return np.mean(probas, axis=0).astype(np.float32)
         if self.method == "weights":
-            logits = sum(w * np.log(np.maximum(p, LOG_FLOOR)) for w, p in zip(self.coef, probas,
-                         strict=True))  # fmt: skip
+            logits = sum(
+                w * np.log(np.maximum(p, LOG_FLOOR)) for w, p in zip(self.coef, probas, strict=True)
+            )
             return softmax(logits + self.intercept)
         return softmax(log_features(probas) @ self.coef.T + self.intercept)  # (N, C)
 
     def save(self, path: Path) -> None:
         with atomic_file(path, "wb") as f:
-            about = json.dumps({"members": self.members, "method": self.method,
-                                "classes": self.classes})  # fmt: skip
+            about = json.dumps(
+                {"members": self.members, "method": self.method, "classes": self.classes}
+            )
             np.savez(f, coef=self.coef, intercept=self.intercept, about=np.array(about))
 
     @staticmethod
@@ -91,8 +93,13 @@ class Blend:
         try:
             with np.load(path, allow_pickle=False) as f:
                 about = json.loads(str(f["about"]))
-                blend = Blend(tuple(about["members"]), about["method"], f["coef"],
-                              f["intercept"], tuple(about.get("classes", ())))  # fmt: skip
+                blend = Blend(
+                    tuple(about["members"]),
+                    about["method"],
+                    f["coef"],
+                    f["intercept"],
+                    tuple(about.get("classes", ())),
+                )
         except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as err:
             reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise PipelineError(
@@ -130,8 +137,7 @@ def _fit(
 ) -> Blend:
     n_members, n_classes = len(probas), probas[0].shape[1]
     if method == "mean":
-        return Blend(tuple(members), method, np.full(n_members, 1 / n_members),
-                     np.zeros(n_classes))  # fmt: skip
+        return Blend(tuple(members), method, np.full(n_members, 1 / n_members), np.zeros(n_classes))
     if len(labels) == 0:
         raise PipelineError(
             f"ensemble.method '{method}' is fitted on the blend split, which is empty; set "

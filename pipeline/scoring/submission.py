@@ -75,12 +75,21 @@ def validate_submission(path: Path, test_csv: Path, classes: Iterable[str]) -> i
     labels = table["word"].str.split(" ")
     fail(labels.map(lambda ls: "" in ls), lambda i: "labels must be separated by single spaces")
     hint = labels.map(lambda ls: _spaced_name(ls, known))
-    fail(hint != "", lambda i: f"write {hint[i].replace('_', ' ')!r} as {hint[i]!r} "
-         "(spaces inside a class name must be '_')")  # fmt: skip
-    fail(labels.map(len) != N_LABELS,
-         lambda i: f"need exactly {N_LABELS} labels, got {len(labels[i])}")  # fmt: skip
-    fail(labels.map(lambda ls: len(set(ls)) != len(ls)),
-         lambda i: f"repeated label in {table['word'].iloc[i]!r}")  # fmt: skip
+    fail(
+        hint != "",
+        lambda i: (
+            f"write {hint[i].replace('_', ' ')!r} as {hint[i]!r} "
+            "(spaces inside a class name must be '_')"
+        ),
+    )
+    fail(
+        labels.map(len) != N_LABELS,
+        lambda i: f"need exactly {N_LABELS} labels, got {len(labels[i])}",
+    )
+    fail(
+        labels.map(lambda ls: len(set(ls)) != len(ls)),
+        lambda i: f"repeated label in {table['word'].iloc[i]!r}",
+    )
     unknown = labels.map(lambda ls: next((t for t in ls if t not in known), ""))
     fail(unknown != "", lambda i: f"unknown label {unknown[i]!r}")
     missing = pd.Index(expected).difference(table["key_id"], sort=False)
@@ -109,8 +118,15 @@ def _read(path: Path) -> pd.DataFrame:
     """The rows as strings, columns named by the file's own header; refuses ragged rows."""
     try:  # header=None: the header line fixes the width, so a longer row is an error, not an
         # index column pandas would infer; -sig: a BOM (Excel) is fine
-        rows = pd.read_csv(path, header=None, dtype=str, keep_default_na=False, na_filter=False,
-                           encoding="utf-8-sig", encoding_errors="replace")  # fmt: skip
+        rows = pd.read_csv(
+            path,
+            header=None,
+            dtype=str,
+            keep_default_na=False,
+            na_filter=False,
+            encoding="utf-8-sig",
+            encoding_errors="replace",
+        )
     except pd.errors.EmptyDataError:
         raise PipelineError(f"{path}: header must be 'key_id,word', got an empty file") from None
     except pd.errors.ParserError as err:  # "Expected 2 fields in line 7, saw 3"
@@ -126,8 +142,14 @@ def _test_key_ids(test_csv: Path) -> pd.Index:
     if not test_csv.is_file():
         raise PipelineError(f"{test_csv} not found; run `dvc repro download` first")
     try:
-        table = pd.read_csv(test_csv, usecols=["key_id"], dtype=str, keep_default_na=False,
-                            encoding="utf-8-sig", encoding_errors="replace")  # fmt: skip
+        table = pd.read_csv(
+            test_csv,
+            usecols=["key_id"],
+            dtype=str,
+            keep_default_na=False,
+            encoding="utf-8-sig",
+            encoding_errors="replace",
+        )
     except (ValueError, pd.errors.ParserError):
         raise PipelineError(f"{test_csv}: no key_id column; rerun `dvc repro download`") from None
     return pd.Index(table["key_id"])

@@ -237,8 +237,10 @@ def redact(text: str) -> str:
 def _secret_values() -> list[str]:
     values = [os.environ.get(name, "") for name in SECRET_ENV_VARS]
     home = Path.home() / ".kaggle"
-    files = [(kaggle_json_path(), ("key",)),
-             (home / "credentials.json", ("refresh_token", "access_token"))]  # fmt: skip
+    files = [
+        (kaggle_json_path(), ("key",)),
+        (home / "credentials.json", ("refresh_token", "access_token")),
+    ]
     for path, keys in files:
         if path is not None and path.is_file():
             with contextlib.suppress(OSError, ValueError, AttributeError):

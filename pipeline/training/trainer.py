@@ -66,9 +66,16 @@ class Trainer:
         blocks = shard_blocks(train_split.n_blocks, ddp.rank, ddp.world_size)
         self.encoder = encoder_for(cfg)  # features (sequence models) or images (cnn)
         self.dataset = TrainBatches(
-            paths.store_path, "train", blocks, cfg.batch_size, cfg.shuffle_buffer_blocks,
-            self.encoder, Augment.from_train_cfg(cfg), cfg.seed, ddp.rank,
-        )  # fmt: skip
+            paths.store_path,
+            "train",
+            blocks,
+            cfg.batch_size,
+            cfg.shuffle_buffer_blocks,
+            self.encoder,
+            Augment.from_train_cfg(cfg),
+            cfg.seed,
+            ddp.rank,
+        )
         self.loader = make_loader(self.dataset, cfg.workers, self.device.type == "cuda")
         self._epoch_sizes: dict[int, int] = {}  # batches per epoch, agreed by every rank
         if cfg.time_budget_s > 0:  # the budget alone: a first guess, refined from the step rate
@@ -109,11 +116,17 @@ class Trainer:
             log.info("checkpoint says this run already finished; exporting its best model")
         self._clock_start, self._elapsed_before = time.monotonic(), st.elapsed_s
         self._new_window()
-        bar = progress(total=st.total_steps, initial=st.step, desc="train", unit="step",
-                       disable=not self.ddp.is_main)  # fmt: skip
+        bar = progress(
+            total=st.total_steps,
+            initial=st.step,
+            desc="train",
+            unit="step",
+            disable=not self.ddp.is_main,
+        )
         while not st.finished:
-            if st.step >= st.total_steps or (self.cfg.time_budget_s <= 0
-                                              and st.epoch >= self.cfg.epochs):  # fmt: skip
+            if st.step >= st.total_steps or (
+                self.cfg.time_budget_s <= 0 and st.epoch >= self.cfg.epochs
+            ):
                 st.finished = True
                 break
             if self._train_epoch(bar, live, stop_after_steps):
@@ -180,8 +193,9 @@ class Trainer:
         cfg, st = self.cfg, self.state
         if self.ddp.world_size > 1 and not sync_point:
             return False
-        last_step, last_time = (st.history[-1]["step"], st.history[-1]["time_s"]) if st.history \
-            else (0, 0.0)  # fmt: skip
+        last_step, last_time = (
+            (st.history[-1]["step"], st.history[-1]["time_s"]) if st.history else (0, 0.0)
+        )
         due = 0 < cfg.val_every_steps <= st.step - last_step
         due |= 0 < cfg.val_every_s <= self._tick() - last_time
         return bool(D.broadcast(int(due), self.ddp, self.device))
@@ -210,14 +224,23 @@ class Trainer:
         if self.ddp.is_main:
             log.info(
                 "step %s (epoch %.2f)  loss %.4f  val/map3 %.4f  val/top1 %.4f  %s samples/s  %s",
-                f"{st.step:,}", row["epoch"], row["train/loss"], row["val/map3"],
-                row["val/top1"], f"{row['train/samples_per_s']:,.0f}", _clock(st.elapsed_s),
-            )  # fmt: skip
+                f"{st.step:,}",
+                row["epoch"],
+                row["train/loss"],
+                row["val/map3"],
+                row["val/top1"],
+                f"{row['train/samples_per_s']:,.0f}",
+                _clock(st.elapsed_s),
+            )
 
     def _new_window(self) -> None:
         """Start accumulating the training figures of the next validation row."""
-        self._window = {"loss": torch.zeros((), device=self.device), "steps": 0, "samples": 0,
-                        "start": time.monotonic()}  # fmt: skip
+        self._window = {
+            "loss": torch.zeros((), device=self.device),
+            "steps": 0,
+            "samples": 0,
+            "start": time.monotonic(),
+        }
 
     def _postfix(self, loss: torch.Tensor, n_batches: int) -> dict[str, str]:
         st, budget = self.state, self.cfg.time_budget_s
@@ -271,8 +294,9 @@ class Trainer:
         }
 
     def _save_last(self) -> None:
-        self.checkpoints.save_last(self.model, self.optimizer, self.scaler, self.state,
-                                   self._meta())  # fmt: skip
+        self.checkpoints.save_last(
+            self.model, self.optimizer, self.scaler, self.state, self._meta()
+        )
 
     def _resume(self) -> None:
         ckpt = self.checkpoints.load_last(self.device, self.fingerprint)
@@ -292,8 +316,12 @@ class Trainer:
         st = self.state
         log.info(
             "resuming from %s: epoch %d, batch %s, step %s, %.0f s trained",
-            self.checkpoints.last_path, st.epoch, f"{st.batch:,}", f"{st.step:,}", st.elapsed_s,
-        )  # fmt: skip
+            self.checkpoints.last_path,
+            st.epoch,
+            f"{st.batch:,}",
+            f"{st.step:,}",
+            st.elapsed_s,
+        )
 
     def _finish(self, live: LiveLog) -> dict[str, float]:
         """Export the best model and write the summary (its figures, not the last epoch's)."""
@@ -321,9 +349,13 @@ class Trainer:
         if self.ddp.is_main:
             log.info(
                 "best val/map3 %.4f (step %s, epoch %.2f) -> %s; %s steps in %s",
-                best["val/map3"], f"{best['step']:,}", best["epoch"], self.checkpoints.model_path,
-                f"{st.step:,}", _clock(st.elapsed_s),
-            )  # fmt: skip
+                best["val/map3"],
+                f"{best['step']:,}",
+                best["epoch"],
+                self.checkpoints.model_path,
+                f"{st.step:,}",
+                _clock(st.elapsed_s),
+            )
         return summary
 
 
