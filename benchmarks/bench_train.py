@@ -23,11 +23,11 @@ import torch.nn.functional as F
 
 from benchmarks.kaggle16 import REPO_DIR, build_store
 from pipeline.common.config import TrainConfig, from_dict, load_params
-from pipeline.core.batches import Batch, TrainBatches, make_batch
 from pipeline.core.features import Augment, feature_meta
 from pipeline.core.store import DrawingStore
 from pipeline.models import build_model, encoder_for, model_config
 from pipeline.models.inference import predict_proba
+from pipeline.training.batches import Batch, TrainBatches, make_batch
 
 TRAIN_BATCHES = 30  # timed steps per measurement (after WARMUP)
 WARMUP = 3

@@ -74,12 +74,12 @@ from pipeline.common.config import (
     load_params,
 )
 from pipeline.common.paths import Paths
-from pipeline.core.batches import Batch, TrainBatches, make_batch, make_loader
 from pipeline.core.features import Augment
 from pipeline.core.store import DrawingStore
 from pipeline.models import MODELS, build_model, encoder_for, model_config
 from pipeline.models.rnn import RNN_PATHS, SequenceClassifier
 from pipeline.training import distributed as D
+from pipeline.training.batches import Batch, TrainBatches, make_batch, make_loader
 
 DEFAULT_OUT = REPO_DIR / "benchmarks" / "results" / "gpu_check.json"
 MODEL_CLASSES = 340  # the competition's: heads are sized as in real training

@@ -85,9 +85,10 @@ import yaml
 
 from benchmarks.bench_preprocess import _tree_pss_kib
 from benchmarks.kaggle16 import KAGGLE16_DIR, REPO_DIR, SHARED_QUICKDRAW
-from pipeline.common.cli import progress, user_errors
+from pipeline.common.cli import user_errors
 from pipeline.common.errors import PipelineError
-from pipeline.sources.layout import (
+from pipeline.common.progress import progress
+from pipeline.core.layout import (
     SOLUTION_FILE,
     TEST_FILE,
     TRAIN_COLUMNS,
@@ -560,10 +561,10 @@ def loader_rates(
     import torch
 
     from pipeline.common.config import load_members, load_params
-    from pipeline.core.batches import TrainBatches, make_loader
     from pipeline.core.features import Augment
     from pipeline.core.store import DrawingStore
     from pipeline.models import encoder_for
+    from pipeline.training.batches import TrainBatches, make_loader
 
     torch.set_num_threads(1)
     raw = load_params(Path(params))

@@ -48,7 +48,6 @@ from pipeline.scoring.reports import (
     write_records,
 )
 from pipeline.scoring.stacking import Blend
-from pipeline.training.live import CURVES
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +83,7 @@ def run(cfg: EvaluateConfig, paths: Paths) -> dict[str, Any]:
         (classes[labels[i]], f"{classes[top[i, 0]]} {proba[i, top[i, 0]]:.0%}") for i in wrong
     ]
     render_gallery(drawings.take(wrong), captions, paths.reports_dir / "gallery.png")
-    curves = {m: paths.for_member(m).live_dir / CURVES for m in blend.members}
+    curves = {m: paths.for_member(m).curves_path for m in blend.members}
     write_member_curves(paths.reports_dir / "curves.tsv", curves)
 
     metrics = {

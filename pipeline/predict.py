@@ -26,11 +26,12 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.common.cli import set_seed, stage_main
+from pipeline.common.cli import stage_main
 from pipeline.common.config import PredictConfig
 from pipeline.common.errors import PipelineError
 from pipeline.common.files import write_json
 from pipeline.common.paths import Paths
+from pipeline.common.runtime import set_seed
 from pipeline.core.store import DrawingStore, SplitReader
 from pipeline.models.inference import member_probas
 from pipeline.scoring.metrics import map_at_k, scores_of_top, topk_indices

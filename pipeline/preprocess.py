@@ -14,7 +14,7 @@ How it scales (49M drawings, 23 GB of CSV, bounded memory):
 - Everything is written into a temporary folder that replaces `data/processed` only when whole.
 
 Rejected train rows are skipped, listed in rejects.csv and counted as `rejected/<reason>`
-(`pipeline.ingest.reasons`). Unrecognised drawings under `recognized_only` are a filter, not a
+(`pipeline.core.reasons`). Unrecognised drawings under `recognized_only` are a filter, not a
 fault: counted as `filtered/not_recognized`, not listed. Problems in test rows are listed too and
 counted as `test/invalid/<reason>`; those rows are kept (empty, `valid=False`).
 """
@@ -28,15 +28,16 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.common.cli import n_workers, stage_main
+from pipeline.common.cli import stage_main
 from pipeline.common.config import PreprocessConfig, to_dict
 from pipeline.common.errors import PipelineError
 from pipeline.common.files import atomic_dir, write_json
 from pipeline.common.paths import Paths
+from pipeline.common.runtime import n_workers
+from pipeline.core.reasons import REJECT_REASONS, REJECTS_HEADER
 from pipeline.core.store import create_store, record_digests
 from pipeline.ingest.class_files import ClassFilePool, ClassResult, ClassTask
 from pipeline.ingest.interleave import merge_split
-from pipeline.ingest.reasons import REJECT_REASONS, REJECTS_HEADER
 from pipeline.ingest.testsplit import read_solution, write_test_split
 
 log = logging.getLogger(__name__)

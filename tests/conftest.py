@@ -23,8 +23,8 @@ import yaml
 from pipeline.common.config import TrainConfig, from_dict, to_dict
 from pipeline.common.paths import Paths
 from pipeline.core.drawings import Drawings
+from pipeline.core.reasons import Reason
 from pipeline.core.store import DrawingStore, SplitWriter, create_store, record_digests
-from pipeline.ingest.reasons import Reason
 from pipeline.models import MODELS, build_model, encoder_for, model_config
 from pipeline.models.inference import member_probas
 from pipeline.scoring.stacking import Blend, fit_blend

@@ -30,8 +30,8 @@ from pipeline import download, train
 from pipeline.common.config import DownloadConfig, PreprocessConfig, from_dict
 from pipeline.common.errors import PipelineError
 from pipeline.common.paths import Paths
+from pipeline.core.reasons import Reason
 from pipeline.core.store import DrawingStore
-from pipeline.ingest.reasons import Reason
 from pipeline.ingest.rows import TEST_READ, TEST_REQUIRED, read_rows
 from pipeline.models.checkpoint import load_model
 from pipeline.preprocess import run as preprocess_run

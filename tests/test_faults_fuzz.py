@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 from pipeline.core.drawings import Drawings
 from pipeline.core.features import FEATURES, N_FEATURES, Augment, featurize, pad_batch
+from pipeline.core.reasons import Reason
 from pipeline.ingest.parse import parse_drawings
-from pipeline.ingest.reasons import Reason
 from tests.conftest import reference_parse
 
 COL = {name: i for i, name in enumerate(FEATURES)}

@@ -30,9 +30,9 @@ from pipeline.common.config import (
 from pipeline.common.paths import Paths
 from pipeline.core.drawings import cap_points
 from pipeline.core.features import featurize
+from pipeline.core.reasons import Reason
 from pipeline.core.store import DrawingStore
 from pipeline.ingest.parse import parse_drawings
-from pipeline.ingest.reasons import Reason
 from pipeline.scoring.submission import validate_submission
 
 HERE = Paths.under(".")  # the repo layout, relative to the cwd (tests chdir into `workdir`)

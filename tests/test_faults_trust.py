@@ -35,9 +35,9 @@ from pipeline.common.errors import ConfigError, PipelineError
 from pipeline.common.files import atomic_file
 from pipeline.common.paths import Paths
 from pipeline.core.drawings import Drawings
+from pipeline.core.reasons import Reason
 from pipeline.core.store import DrawingStore
 from pipeline.ingest.parse import parse_drawings
-from pipeline.ingest.reasons import Reason
 from pipeline.models.checkpoint import load_model
 from pipeline.scoring.submission import validate_submission
 from tests.conftest import (

@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.core.drawings import Drawings
+from pipeline.core.reasons import Reason
 from pipeline.ingest.parse import parse_drawings
-from pipeline.ingest.reasons import Reason
 from tests.conftest import reference_parse
 
 OK, EMPTY, XY_MISMATCH = Reason.OK, Reason.EMPTY, Reason.XY_MISMATCH

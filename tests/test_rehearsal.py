@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from benchmarks import rehearsal
+from pipeline.core.layout import TEST_COLUMNS, TRAIN_COLUMNS, count_rows, label_token
 from pipeline.ingest.parse import parse_drawings
-from pipeline.sources.layout import TEST_COLUMNS, TRAIN_COLUMNS, count_rows, label_token
 from pipeline.sources.local import copy_local
 
 DRAWINGS, TEST_ROWS = 6_800, 680

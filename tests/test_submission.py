@@ -10,8 +10,8 @@ import pytest
 from pipeline import submit
 from pipeline.common.errors import PipelineError
 from pipeline.common.paths import Paths
+from pipeline.core.layout import label_token
 from pipeline.scoring.submission import validate_submission, write_submission
-from pipeline.sources.layout import label_token
 
 CLASSES = ["cat", "dog", "eye", "paint can", "The Eiffel Tower"]
 KEY_IDS = [5562611447889920, 5002866102108160, 6284544044957696]

@@ -12,13 +12,13 @@ import torch
 
 from pipeline.common.errors import ConfigError
 from pipeline.common.paths import Paths
-from pipeline.core.batches import TrainBatches, make_loader, shard_blocks
 from pipeline.core.encoders import Encoder
 from pipeline.core.features import Augment
 from pipeline.core.store import DrawingStore
 from pipeline.models.checkpoint import load_model
 from pipeline.models.inference import predict_proba
 from pipeline.train import main, run
+from pipeline.training.batches import TrainBatches, make_loader, shard_blocks
 from pipeline.training.schedule import budget_steps, lr_at
 from tests.conftest import (
     make_polygon_store,

@@ -1,4 +1,4 @@
-"""How every stage and command starts: arguments, logging, seeds, progress bars, clean errors.
+"""How every stage and command starts: arguments, logging, params, clean `error:` lines.
 
 A stage module ends with
 
@@ -17,14 +17,10 @@ import contextlib
 import errno
 import logging
 import os
-import random
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-
-import numpy as np
-from tqdm import tqdm
 
 from pipeline.common.config import SECTIONS, from_dict, load_members, load_params, load_section
 from pipeline.common.errors import PipelineError
@@ -96,57 +92,3 @@ def fail(message: str) -> None:
     """End the process with one line, `error: message`, and exit code 2."""
     print(f"error: {message}", file=sys.stderr)
     sys.exit(2)
-
-
-def set_seed(seed: int) -> None:
-    """Seed Python, NumPy and (if imported) torch, so a stage is reproducible from params."""
-    random.seed(seed)
-    np.random.seed(seed)
-    if "torch" in sys.modules:
-        import torch
-
-        torch.manual_seed(seed)
-
-
-def n_workers(requested: int) -> int:
-    """Worker processes for a `workers` param: 0 means all cores."""
-    return requested if requested > 0 else (os.cpu_count() or 1)
-
-
-class _LogLines:
-    """tqdm's output for a log file: each refresh as a line of its own, not `\r` overwrites."""
-
-    def write(self, text: str) -> None:
-        line = text.replace("\r", "").replace("\x1b[A", "").strip()
-        if line:
-            sys.stderr.write(line + "\n")
-
-    def flush(self) -> None:
-        sys.stderr.flush()
-
-
-LOG_EVERY_S = 30.0  # a progress line at most this often when stderr is not a terminal
-
-
-def progress(
-    iterable: Iterable[Any] | None = None,
-    *,
-    total: float | None = None,
-    desc: str = "",
-    unit: str = "it",
-    **kwargs: Any,
-) -> tqdm:
-    """The one progress bar of the pipeline (tqdm), so every long loop looks the same.
-
-    On a terminal it redraws in place; in a log file (DVC, CI, `nohup`) it writes a plain line
-    at most every `LOG_EVERY_S` seconds, and the final count, so the log stays readable.
-    """
-    if not sys.stderr.isatty():
-        kwargs = {
-            "mininterval": LOG_EVERY_S,
-            **kwargs,
-            "file": _LogLines(),
-            "ascii": True,
-            "leave": True,
-        }
-    return tqdm(iterable, total=total, desc=desc, unit=unit, **kwargs)

@@ -51,6 +51,10 @@ class Paths:
         )
 
     @property
+    def curves_path(self) -> Path:  # a train stage's curves: a row per validation (dvclive dir)
+        return self.live_dir / "curves.tsv"
+
+    @property
     def members_dir(self) -> Path:  # every member's model; the blend stage's dep
         return self.models_dir / "members"
 

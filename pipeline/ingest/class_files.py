@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.common.cli import progress
 from pipeline.common.config import PreprocessConfig
+from pipeline.common.progress import progress
 from pipeline.core.drawings import cap_points
-from pipeline.ingest.reasons import RejectsWriter, count_reasons
+from pipeline.core.reasons import RejectsWriter, count_reasons
 from pipeline.ingest.rows import TRAIN_READ, TRAIN_REQUIRED, read_rows
 from pipeline.ingest.runs import RunWriter
 from pipeline.ingest.split import BLEND, VAL, assign_splits

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.common.cli import progress
+from pipeline.common.progress import progress
 from pipeline.core.drawings import Drawings
 from pipeline.core.store import SplitWriter
 from pipeline.ingest.runs import RunCursor

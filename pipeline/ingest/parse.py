@@ -2,7 +2,7 @@
 
 A simplified drawing is JSON, `[[[x0, x1, ...], [y0, y1, ...]], ...]`: one `[xs, ys]` pair per
 stroke, integers 0..255. `parse_drawings(strings)` turns a batch into `Drawings` (points x, y,
-pen; pen = 1 on the last point of each stroke) with a `reason` column (`pipeline.ingest.reasons`,
+pen; pen = 1 on the last point of each stroke) with a `reason` column (`pipeline.core.reasons`,
 0 = ok) and a `normalised` column (raw-format drawings rescaled). A rejected drawing gets zero
 points, so callers can drop it (train) or keep it as an empty, flagged row (test).
 
@@ -37,7 +37,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from pipeline.core.drawings import Drawings, replace_rows
-from pipeline.ingest.reasons import Reason
+from pipeline.core.reasons import Reason
 from pipeline.ingest.scan import parse_drawings_at
 
 OK, UNPARSEABLE, EMPTY = Reason.OK, Reason.UNPARSEABLE, Reason.EMPTY

@@ -1,7 +1,7 @@
 """Kaggle CSV files -> blocks of checked rows with parsed drawings, streaming and fast.
 
     for rows in read_rows(path, TRAIN_READ, word="cat", required=TRAIN_REQUIRED):
-        rows.column("reason")  # (N,) 0 = usable, else a `pipeline.ingest.reasons.Reason`
+        rows.column("reason")  # (N,) 0 = usable, else a `pipeline.core.reasons.Reason`
         rows.points            # every row's drawing (no points where rejected)
 
 Each block is `Drawings` with the columns `ROW_COLUMNS` names: key_id (-1 if bad), country,
@@ -33,10 +33,10 @@ import numpy as np
 
 from pipeline.common.errors import PipelineError
 from pipeline.core.drawings import Drawings
+from pipeline.core.layout import OPTIONAL_COLUMNS, TEST_COLUMNS, TRAIN_COLUMNS
+from pipeline.core.reasons import Reason
 from pipeline.ingest import scan
 from pipeline.ingest.parse import settle_refused
-from pipeline.ingest.reasons import Reason
-from pipeline.sources.layout import OPTIONAL_COLUMNS, TEST_COLUMNS, TRAIN_COLUMNS
 
 BLOCK_BYTES = 1 << 22  # 4 MiB of CSV per block, about 8,000 simplified drawings
 MAX_RECORDS = 1 << 16  # records per kernel call: bounds its arrays whatever the lines look like

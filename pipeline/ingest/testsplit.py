@@ -16,10 +16,10 @@ import pandas as pd
 
 from pipeline.common.errors import PipelineError
 from pipeline.core.drawings import cap_points
+from pipeline.core.layout import label_token
+from pipeline.core.reasons import Reason, RejectsWriter, count_reasons
 from pipeline.core.store import SplitWriter
-from pipeline.ingest.reasons import Reason, RejectsWriter, count_reasons
 from pipeline.ingest.rows import TEST_READ, TEST_REQUIRED, read_rows
-from pipeline.sources.layout import label_token
 
 log = logging.getLogger(__name__)
 

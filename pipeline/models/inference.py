@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipeline.common.cli import progress
 from pipeline.common.errors import PipelineError
 from pipeline.common.paths import Paths
+from pipeline.common.progress import progress
 from pipeline.core.drawings import Drawings
 from pipeline.core.encoders import Encoder
 from pipeline.core.features import Augment

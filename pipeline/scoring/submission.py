@@ -15,7 +15,7 @@ import pandas as pd
 
 from pipeline.common.errors import PipelineError
 from pipeline.common.files import atomic_file
-from pipeline.sources.layout import label_token
+from pipeline.core.layout import label_token
 
 HEADER = ["key_id", "word"]
 N_LABELS = 3

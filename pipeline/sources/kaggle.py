@@ -30,10 +30,9 @@ import zlib
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from pipeline.common.cli import progress
 from pipeline.common.errors import PipelineError
-from pipeline.sources.kaggle_client import IncompleteDownload, get_api, kaggle_call
-from pipeline.sources.layout import (
+from pipeline.common.progress import progress
+from pipeline.core.layout import (
     SAMPLE_SUBMISSION,
     TEST_COLUMNS,
     TEST_FILE,
@@ -43,6 +42,7 @@ from pipeline.sources.layout import (
     layout_stats,
     link_or_copy,
 )
+from pipeline.sources.kaggle_client import IncompleteDownload, get_api, kaggle_call
 
 log = logging.getLogger(__name__)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.common.cli import progress
 from pipeline.common.errors import PipelineError
-from pipeline.sources.layout import (
+from pipeline.common.progress import progress
+from pipeline.core.layout import (
     DESCRIPTION,
     SOLUTION_COLUMNS,
     SOLUTION_FILE,

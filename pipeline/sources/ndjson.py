@@ -3,7 +3,7 @@
 One JSON object per line with word, countrycode, timestamp, recognized, key_id and drawing. Each
 becomes a row of `train_simplified/<word>.csv`; a seeded `download.test_fraction` of every class
 becomes `test_simplified.csv` (shuffled across classes) with its `test_solution.csv`. Lines that
-cannot be a row are skipped and counted by reason (`pipeline.ingest.reasons`).
+cannot be a row are skipped and counted by reason (`pipeline.core.reasons`).
 """
 
 from __future__ import annotations
@@ -21,10 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.common.cli import progress
 from pipeline.common.errors import PipelineError
-from pipeline.ingest.reasons import REJECT_REASONS, Reason
-from pipeline.sources.layout import (
+from pipeline.common.progress import progress
+from pipeline.core.layout import (
     SOLUTION_COLUMNS,
     SOLUTION_FILE,
     TEST_COLUMNS,
@@ -34,6 +33,7 @@ from pipeline.sources.layout import (
     count_rows,
     label_token,
 )
+from pipeline.core.reasons import REJECT_REASONS, Reason
 
 log = logging.getLogger(__name__)
 

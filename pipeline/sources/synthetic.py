@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.common.errors import PipelineError
-from pipeline.sources.layout import (
+from pipeline.core.layout import (
     SOLUTION_COLUMNS,
     SOLUTION_FILE,
     TEST_COLUMNS,

@@ -13,7 +13,6 @@ import csv
 from pathlib import Path
 from typing import Any
 
-CURVES = "curves.tsv"
 # curves.tsv column <- history row key (plain names: vega-lite reads `/` in a field as text, but
 # `.` and `[` as paths, so the columns avoid anything clever)
 CURVE_COLUMNS = {
@@ -30,9 +29,11 @@ CURVE_COLUMNS = {
 
 
 class LiveLog:
-    def __init__(self, live_dir: Path | None, history: list[dict[str, float]]) -> None:
+    def __init__(
+        self, live_dir: Path | None, curves_path: Path, history: list[dict[str, float]]
+    ) -> None:
         self.live: Any = None
-        self.curves_path = live_dir / CURVES if live_dir is not None else None
+        self.curves_path = curves_path
         if live_dir is None:
             return
         from dvclive import Live  # imports DVC's machinery: only where curves are written

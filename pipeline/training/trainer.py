@@ -21,15 +21,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.common.cli import progress, set_seed
 from pipeline.common.config import TrainConfig, to_dict
 from pipeline.common.errors import PipelineError
 from pipeline.common.paths import Paths
-from pipeline.core.batches import TrainBatches, eval_batches, make_loader, shard_blocks
+from pipeline.common.progress import progress
+from pipeline.common.runtime import set_seed
 from pipeline.core.features import Augment
 from pipeline.core.store import DrawingStore
 from pipeline.models import build_model, encoder_for, model_config
 from pipeline.training import distributed as D
+from pipeline.training.batches import TrainBatches, eval_batches, make_loader, shard_blocks
 from pipeline.training.checkpoints import Checkpoints, TrainState, data_digests, fingerprint
 from pipeline.training.live import LiveLog
 from pipeline.training.schedule import budget_steps, lr_at
@@ -103,6 +104,7 @@ class Trainer:
         self.data = data_digests(store)
         self.checkpoints = Checkpoints(paths.checkpoint_dir, paths.model_path, ddp.is_main)
         self.live_dir = paths.live_dir if log_live and ddp.is_main else None
+        self.curves_path = paths.curves_path
         self._clock_start, self._elapsed_before = time.monotonic(), 0.0
 
     # ---- the loop -------------------------------------------------------------------------
@@ -111,7 +113,7 @@ class Trainer:
         """Train (or resume) to the end; `stop_after_steps` stops early as if killed (tests)."""
         self._resume()
         st = self.state
-        live = LiveLog(self.live_dir, st.history)
+        live = LiveLog(self.live_dir, self.curves_path, st.history)
         if st.finished:
             log.info("checkpoint says this run already finished; exporting its best model")
         self._clock_start, self._elapsed_before = time.monotonic(), st.elapsed_s

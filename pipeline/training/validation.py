@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.core.batches import Batch
 from pipeline.scoring.metrics import scores
+from pipeline.training.batches import Batch
 from pipeline.training.distributed import autocast
 
 
