@@ -29,10 +29,10 @@ from typing import Any
 import numpy as np
 import yaml
 
-from benchmarks.kaggle16 import RESULTS_DIR, build_store, paths_reading, train_config
+from benchmarks.kaggle16 import RESULTS_DIR, build_store, member_config, paths_reading
 from pipeline.core.store import DrawingStore
 from pipeline.models.checkpoint import load_model
-from pipeline.models.inference import predict_proba
+from pipeline.models.predictor import member_proba
 from pipeline.scoring.metrics import map_at_k, top_k_accuracy, topk_indices
 from pipeline.train import run as train
 
@@ -49,17 +49,18 @@ def train_and_score(
     name: str, budget_s: float, overrides: dict[str, Any], store_path: Path, work_dir: Path
 ) -> dict[str, float]:
     """Train `name` for `budget_s`, keep its best checkpoint, score it on the test split."""
-    cfg = train_config(budget_s, model=name, **overrides)
+    cfg = member_config(name, budget_s, **overrides)
     out = work_dir / name
     paths = paths_reading(store_path, out)
     result = train(cfg, paths, log_live=False)
     RESULTS_DIR.mkdir(exist_ok=True)
     shutil.copyfile(paths.model_path, model_path(name))
 
-    model, meta = load_model(model_path(name))
+    loaded = load_model(model_path(name))
+    model = loaded.model
     test = DrawingStore(store_path).split("test").read()
     start = time.perf_counter()
-    proba = predict_proba(model, meta, test, batch_size=512)  # (1600, 16)
+    proba = member_proba(loaded, test, batch_size=512)  # (1600, 16)
     infer_s = time.perf_counter() - start
     top, labels = topk_indices(proba, 3), test.labels.astype(np.int64)
     n_params = sum(p.numel() for p in model.parameters())
@@ -110,7 +111,7 @@ def main() -> None:
         dest="overrides",
         action="append",
         default=[],
-        help="train param override, e.g. -S hidden_size=128",
+        help="member param override (a family or train key), e.g. -S hidden_size=128",
     )
     args = parser.parse_args()
     overrides = {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in args.overrides)}

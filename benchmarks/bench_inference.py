@@ -1,8 +1,9 @@
-"""Inference throughput: drawings/s of `predict.model_proba` on real drawings, with and without TTA.
+"""Inference throughput: drawings/s of `member_proba` (the one inference path) on real drawings,
+with and without TTA.
 
     python -m benchmarks inference
 
-Uses the repo's default `train:` architecture with 340 output classes (weights do not change the
+Uses the repo's default members' architectures with 340 output classes (weights do not change the
 speed, so no training is needed) on kaggle16's 1,600 test drawings, on CPU.
 """
 
@@ -15,11 +16,12 @@ import time
 import torch
 
 from benchmarks.kaggle16 import REPO_DIR, SHARED_QUICKDRAW
-from pipeline.common.config import TrainConfig, from_dict, load_params, to_dict
+from pipeline.common.config import load_params
 from pipeline.core.drawings import Drawings
-from pipeline.core.features import feature_meta
-from pipeline.models import build_model, model_config
-from pipeline.models.inference import predict_proba
+from pipeline.core.features import Augment
+from pipeline.models.checkpoint import LoadedModel
+from pipeline.models.members import load_members
+from pipeline.models.predictor import member_proba
 
 N_CLASSES = 340  # the competition's class count
 BATCH_SIZE = 512
@@ -31,24 +33,25 @@ def read_test_drawings() -> Drawings:
         return Drawings.from_strokes([json.loads(r["drawing"]) for r in csv.DictReader(f)])
 
 
-def default_model(model: str) -> tuple[torch.nn.Module, dict]:
-    raw = load_params(REPO_DIR / "params.yaml")["train"] | {"model": model}
-    cfg = from_dict(TrainConfig, raw, "train")
-    model_cfg = model_config(cfg, N_CLASSES)
+def default_model(name: str) -> LoadedModel:
+    """The repo's member `name`, untrained, for 340 classes (weights do not change the speed)."""
+    member = load_members(load_params(REPO_DIR / "params.yaml"))[name]
     torch.manual_seed(0)
-    meta = {
-        "classes": [f"class {i}" for i in range(N_CLASSES)],
-        "train_cfg": to_dict(cfg),
-        "model_cfg": model_cfg.to_dict(),
-        "features": feature_meta(cfg.max_points),
-    }
-    return build_model(model_cfg).eval(), meta
+    return LoadedModel(
+        member.build(N_CLASSES).eval(),
+        member.model,
+        member.model_cfg,
+        member.encoder(),
+        Augment.from_train(member.train),
+        tuple(f"class {i}" for i in range(N_CLASSES)),
+        {},
+    )
 
 
-def drawings_per_s(model: torch.nn.Module, meta: dict, drawings: Drawings, tta: int) -> float:
-    predict_proba(model, meta, drawings.take(range(256)), BATCH_SIZE, tta=tta)  # warm-up
+def drawings_per_s(model: LoadedModel, drawings: Drawings, tta: int) -> float:
+    member_proba(model, drawings.take(range(256)), BATCH_SIZE, tta=tta)  # warm-up
     start = time.perf_counter()
-    predict_proba(model, meta, drawings, BATCH_SIZE, tta=tta)
+    member_proba(model, drawings, BATCH_SIZE, tta=tta)
     return len(drawings) / (time.perf_counter() - start)
 
 
@@ -59,10 +62,10 @@ def run() -> dict[str, float]:
         "torch_threads": torch.get_num_threads(),
     }
     for name in ("gru", "bilstm"):
-        model, meta = default_model(name)
+        model = default_model(name)
         for tta in (0, TTA):
             key = f"{name}/drawings_per_s" + (f"_tta{tta}" if tta else "")
-            figures[key] = round(drawings_per_s(model, meta, drawings, tta), 1)
+            figures[key] = round(drawings_per_s(model, drawings, tta), 1)
             print(f"{key:>32}  {figures[key]:>10,.1f}", flush=True)
     return figures
 

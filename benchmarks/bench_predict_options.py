@@ -22,7 +22,7 @@ from benchmarks.kaggle16 import build_store
 from pipeline.core.drawings import Drawings
 from pipeline.core.store import DrawingStore
 from pipeline.models.checkpoint import load_model
-from pipeline.models.inference import predict_proba
+from pipeline.models.predictor import member_proba
 from pipeline.scoring.metrics import map_at_k, top_k_accuracy, topk_indices
 from pipeline.scoring.prior import correct_priors
 
@@ -46,8 +46,7 @@ def mean_proba(paths: list[Path], drawings: Drawings, tta: int) -> np.ndarray:
     """The mean of the models' (N, C) probabilities (`ensemble.method: mean`)."""
     probas = []
     for path in paths:
-        model, meta = load_model(path)
-        probas.append(predict_proba(model, meta, drawings, BATCH_SIZE, tta=tta))
+        probas.append(member_proba(load_model(path), drawings, BATCH_SIZE, tta=tta))
     return np.mean(probas, axis=0)
 
 

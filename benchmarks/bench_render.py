@@ -21,8 +21,8 @@ import numba
 import numpy as np
 
 from benchmarks.kaggle16 import build_store
-from pipeline.core.drawings import Drawings
-from pipeline.core.raster import render, render_cv2, stroke_starts
+from pipeline.core.drawings import Drawings, stroke_ids, stroke_starts
+from pipeline.core.raster import render, render_cv2
 from pipeline.core.store import DrawingStore
 
 SIZES = (64, 128)
@@ -37,7 +37,11 @@ def _batches(drawings: Drawings) -> list[tuple[np.ndarray, np.ndarray, np.ndarra
         d = drawings.slice(start, min(start + BATCH, len(drawings)))
         offsets = d.offsets - d.offsets[0]
         out.append(
-            (d.points[:, :2].astype(np.float32), offsets, stroke_starts(d.points[:, 2], offsets))
+            (
+                d.points[:, :2].astype(np.float32),
+                offsets,
+                stroke_starts(stroke_ids(d.points[:, 2], offsets)),
+            )
         )
     return out
 

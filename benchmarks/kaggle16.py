@@ -7,8 +7,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pipeline.common.config import PreprocessConfig, TrainConfig, from_dict, load_params
+from pipeline.common.config import PreprocessConfig, from_dict, load_params
 from pipeline.common.paths import Paths
+from pipeline.models.members import MemberConfig
+from pipeline.models.members import member_config as load_member
 from pipeline.preprocess import run as preprocess
 
 REPO_DIR = Path(__file__).resolve().parents[1]
@@ -48,7 +50,9 @@ def paths_reading(store_path: Path, out_dir: Path) -> Paths:
     return dataclasses.replace(Paths.under(out_dir), processed_dir=store_path.parent)
 
 
-def train_config(budget_s: float, **overrides: Any) -> TrainConfig:
-    """The repo's `train:` params with a time budget (epochs unbounded) and overrides."""
-    raw = repo_params("train") | {"time_budget_s": budget_s, "epochs": 10_000} | overrides
-    return from_dict(TrainConfig, raw, "train")
+def member_config(name: str, budget_s: float, **overrides: Any) -> MemberConfig:
+    """The repo's member `name` with a time budget (epochs unbounded) and overrides, each
+    going where it belongs (the member's family keys or its train keys)."""
+    params = load_params(REPO_DIR / "params.yaml")
+    own = params["members"][name] | {"time_budget_s": budget_s, "epochs": 10_000} | overrides
+    return load_member(name, own, params)

@@ -25,8 +25,9 @@ from pipeline.common.cli import stage_main
 from pipeline.common.config import EnsembleConfig
 from pipeline.common.files import write_json
 from pipeline.common.paths import Paths
+from pipeline.common.runtime import use_torch_threads
 from pipeline.core.store import DrawingStore
-from pipeline.models.inference import member_probas
+from pipeline.models.predictor import Predictor
 from pipeline.scoring.metrics import scores
 from pipeline.scoring.stacking import fit_blend
 
@@ -36,12 +37,12 @@ log = logging.getLogger(__name__)
 def run(cfg: EnsembleConfig, paths: Paths) -> dict[str, Any]:
     """Fit the blend on the blend split; write it and the metrics; return the metrics."""
     started = time.perf_counter()
+    use_torch_threads(cfg.threads)
     store = DrawingStore(paths.store_path)
     drawings = store.split("blend").read()
     labels = drawings.labels.astype(np.int64)
-    probas = member_probas(
-        paths, cfg.members, drawings, store.classes, cfg.batch_size, split="blend"
-    )  # M x (N, C)
+    predictor = Predictor.load(paths, store.classes, members=cfg.members)
+    probas = list(predictor.member_probas(drawings, cfg.batch_size, split="blend").values())
     blend = fit_blend(
         probas, labels, cfg.members, cfg.method, cfg.regularization, classes=store.classes
     )

@@ -28,8 +28,9 @@ from pipeline.common.config import EvaluateConfig
 from pipeline.common.errors import PipelineError
 from pipeline.common.files import write_json
 from pipeline.common.paths import Paths
+from pipeline.common.runtime import use_torch_threads
 from pipeline.core.store import DrawingStore
-from pipeline.models.inference import member_probas
+from pipeline.models.predictor import Predictor
 from pipeline.scoring.metrics import (
     confusion_counts,
     per_class_table,
@@ -47,7 +48,6 @@ from pipeline.scoring.reports import (
     write_per_class,
     write_records,
 )
-from pipeline.scoring.stacking import Blend
 
 log = logging.getLogger(__name__)
 
@@ -55,21 +55,19 @@ log = logging.getLogger(__name__)
 def run(cfg: EvaluateConfig, paths: Paths) -> dict[str, Any]:
     """Predict the val split, write the metrics and reports, return the metrics."""
     started = time.perf_counter()
+    use_torch_threads(cfg.threads)
     store = DrawingStore(paths.store_path)
     drawings = store.split("val").read()
     if len(drawings) == 0:
         raise PipelineError("the val split is empty; set preprocess.val_per_class > 0")
-    blend = Blend.load(paths.blend_path)
     labels = drawings.labels.astype(np.int64)
 
-    log.info("evaluating %s on %s val drawings", ", ".join(blend.members), f"{len(drawings):,}")
-    infer_start = time.perf_counter()
-    probas = member_probas(
-        paths, blend.members, drawings, store.classes, cfg.batch_size, split="val"
-    )  # M x (N, C)
-    # Checked after the members: a member trained on other classes is the cause to name.
-    blend.check_classes(store.classes, paths.blend_path)
-    proba = blend.combine(probas)  # (N, C)
+    infer_start = time.perf_counter()  # loading the models included, as in every run
+    predictor = Predictor.load(paths, store.classes)
+    members = list(predictor.members)
+    log.info("evaluating %s on %s val drawings", ", ".join(members), f"{len(drawings):,}")
+    out = predictor.predict(drawings, cfg.batch_size, split="val")
+    proba = out.blend  # (N, C)
     infer_s = time.perf_counter() - infer_start
     top = topk_indices(proba, 3)  # (N, 3)
 
@@ -83,7 +81,7 @@ def run(cfg: EvaluateConfig, paths: Paths) -> dict[str, Any]:
         (classes[labels[i]], f"{classes[top[i, 0]]} {proba[i, top[i, 0]]:.0%}") for i in wrong
     ]
     render_gallery(drawings.take(wrong), captions, paths.reports_dir / "gallery.png")
-    curves = {m: paths.for_member(m).curves_path for m in blend.members}
+    curves = {m: paths.for_member(m).curves_path for m in members}
     write_member_curves(paths.reports_dir / "curves.tsv", curves)
 
     metrics = {
@@ -91,7 +89,7 @@ def run(cfg: EvaluateConfig, paths: Paths) -> dict[str, Any]:
         **scores(correct_priors(proba), labels, "val/prior"),
         **{
             k: v
-            for name, p in zip(blend.members, probas, strict=True)
+            for name, p in out.members.items()
             for k, v in scores(p, labels, f"val/{name}").items()
         },
         "val/drawings": len(drawings),

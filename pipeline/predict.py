@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -31,12 +30,11 @@ from pipeline.common.config import PredictConfig
 from pipeline.common.errors import PipelineError
 from pipeline.common.files import write_json
 from pipeline.common.paths import Paths
-from pipeline.common.runtime import set_seed
+from pipeline.common.runtime import set_seed, use_torch_threads
 from pipeline.core.store import DrawingStore, SplitReader
-from pipeline.models.inference import member_probas
+from pipeline.models.predictor import Predictor
 from pipeline.scoring.metrics import map_at_k, scores_of_top, topk_indices
 from pipeline.scoring.prior import correct_priors
-from pipeline.scoring.stacking import Blend
 from pipeline.scoring.submission import write_submission
 
 log = logging.getLogger(__name__)
@@ -46,6 +44,7 @@ def run(cfg: PredictConfig, paths: Paths) -> dict[str, Any]:
     """Write the submission and the predict metrics; return the metrics."""
     started = time.perf_counter()
     set_seed(cfg.seed)
+    use_torch_threads(cfg.threads)
     store = DrawingStore(paths.store_path)
     classes = store.classes
     if len(classes) < 3:
@@ -63,20 +62,12 @@ def run(cfg: PredictConfig, paths: Paths) -> dict[str, Any]:
             f"{n_fallback:,}",
         )
 
-    blend = Blend.load(paths.blend_path)
-    infer_start = time.perf_counter()
-    probas = member_probas(
-        paths,
-        blend.members,
-        test.take(np.flatnonzero(usable)),
-        classes,
-        cfg.batch_size,
-        cfg.tta,
-        cfg.seed,
-        "test",
-    )  # M x (N', C)
-    blend.check_classes(classes, paths.blend_path)  # after the members: they name the cause
-    blended = blend.combine(probas)  # (N_usable, C)
+    infer_start = time.perf_counter()  # loading the models included
+    predictor = Predictor.load(paths, classes)
+    out = predictor.predict(
+        test.take(np.flatnonzero(usable)), cfg.batch_size, cfg.tta, cfg.seed, split="test"
+    )
+    blended = out.blend  # (N_usable, C)
     proba = correct_priors(blended) if cfg.prior_correction else blended
     infer_s = time.perf_counter() - infer_start
 
@@ -89,7 +80,7 @@ def run(cfg: PredictConfig, paths: Paths) -> dict[str, Any]:
     metrics: dict[str, Any] = {
         "test/rows": n_rows,
         "fallback_rows": n_fallback,
-        "members": len(blend.members),
+        "members": len(out.members),
         "time_s": round(time.perf_counter() - started, 3),
         "drawings_per_s": round(int(usable.sum()) / max(infer_s, 1e-9), 1),
     }
@@ -98,9 +89,7 @@ def run(cfg: PredictConfig, paths: Paths) -> dict[str, Any]:
         labels = test.labels[labelled].astype(np.int64)
         metrics |= scores_of_top(top[labelled], labels, "test")
         metrics["test/labelled"] = int(labelled.sum())
-        metrics |= option_scores(
-            blend.members, probas, blended, test.labels[usable].astype(np.int64)
-        )
+        metrics |= option_scores(out.members, blended, test.labels[usable].astype(np.int64))
     write_json(paths.metrics_path("predict"), metrics)
     log.info(
         "wrote %s rows to %s (%s fallback)", f"{n_rows:,}", paths.submission_csv, f"{n_fallback:,}"
@@ -109,15 +98,14 @@ def run(cfg: PredictConfig, paths: Paths) -> dict[str, Any]:
 
 
 def option_scores(
-    members: Sequence[str], probas: list[np.ndarray], blended: np.ndarray, labels: np.ndarray
+    probas: dict[str, np.ndarray], blended: np.ndarray, labels: np.ndarray
 ) -> dict[str, float]:
     """MAP@3 of each member alone, of the mean of probabilities and of the blend (`blended`,
     already combined), each with and without prior correction, on the labelled rows: what each
     option would have scored."""
     known = labels >= 0
-    probas = [p[known] for p in probas]
-    options = dict(zip(members, probas, strict=True))
-    options |= {"mean": np.mean(probas, axis=0), "blend": blended[known]}
+    options = {name: p[known] for name, p in probas.items()}
+    options |= {"mean": np.mean(list(options.values()), axis=0), "blend": blended[known]}
     out = {}
     for name, proba in options.items():
         out[f"test/{name}/map3"] = map_at_k(topk_indices(proba, 3), labels[known])

@@ -21,9 +21,10 @@ from typing import Any
 import yaml
 
 from pipeline.common.cli import stage_parser, user_errors
-from pipeline.common.config import SECTIONS, flatten, from_dict, load_members, load_params
+from pipeline.common.config import SECTIONS, flatten, load_params, set_dotted
 from pipeline.common.errors import ConfigError
 from pipeline.common.files import atomic_file
+from pipeline.models.members import load_members
 
 PRESETS_DIR = Path("configs")
 
@@ -43,16 +44,9 @@ def load_preset(name: str, presets_dir: Path = PRESETS_DIR) -> dict[str, dict[st
 def merged(params: dict[str, Any], preset: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """`params` with the preset's keys replaced, every section validated."""
     out = copy.deepcopy(params)
-    for section, values in preset.items():
-        for dotted, value in flatten(values, f"{section}.").items():
-            *parents, key = dotted.split(".")
-            node = out
-            for name in parents:
-                node = node.setdefault(name, {})
-            node[key] = value
-    for section, cls in SECTIONS.items():
-        from_dict(cls, out[section], section)  # raises ConfigError naming a bad key
-    load_members(out)
+    for dotted, value in flatten(preset).items():
+        set_dotted(out, dotted, value)
+    load_members(out)  # every section and member checked: ConfigError naming a bad key
     return out
 
 
@@ -64,13 +58,8 @@ def apply(params_path: Path, preset: dict[str, dict[str, Any]]) -> None:
     rt = YAML()
     rt.preserve_quotes = True
     document = rt.load(params_path.read_text())
-    for section, values in preset.items():
-        for dotted, value in flatten(values, f"{section}.").items():
-            *parents, key = dotted.split(".")
-            node = document
-            for name in parents:
-                node = node.setdefault(name, {})
-            node[key] = value
+    for dotted, value in flatten(preset).items():
+        set_dotted(document, dotted, value)
     with atomic_file(params_path) as f:
         rt.dump(document, f)
 
@@ -78,10 +67,9 @@ def apply(params_path: Path, preset: dict[str, dict[str, Any]]) -> None:
 def set_args(preset: dict[str, dict[str, Any]]) -> list[str]:
     """`-S section.key=value` for each preset value, YAML without spaces (shell word splitting)."""
     args = []
-    for section, values in preset.items():
-        for key, value in flatten(values, f"{section}.").items():
-            text = json.dumps(value, separators=(",", ":")) if not isinstance(value, str) else value
-            args += ["-S", f"{key}={text}"]
+    for key, value in flatten(preset).items():
+        text = json.dumps(value, separators=(",", ":")) if not isinstance(value, str) else value
+        args += ["-S", f"{key}={text}"]
     return args
 
 

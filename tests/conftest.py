@@ -5,7 +5,6 @@ against, each worked out from its definition without calling the code it checks.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -20,13 +19,15 @@ import pytest
 import torch
 import yaml
 
-from pipeline.common.config import TrainConfig, from_dict, to_dict
 from pipeline.common.paths import Paths
 from pipeline.core.drawings import Drawings
 from pipeline.core.reasons import Reason
 from pipeline.core.store import DrawingStore, SplitWriter, create_store, record_digests
-from pipeline.models import MODELS, build_model, encoder_for, model_config
-from pipeline.models.inference import member_probas
+from pipeline.models import FAMILIES
+from pipeline.models.checkpoint import model_meta
+from pipeline.models.members import TRAIN_KEYS, MemberConfig
+from pipeline.models.members import member_config as mc
+from pipeline.models.predictor import Predictor
 from pipeline.scoring.stacking import Blend, fit_blend
 
 REPO_DIR = Path(__file__).resolve().parents[1]
@@ -68,13 +69,13 @@ def tiny_params() -> dict:
     p["train"].update(
         epochs=2,
         batch_size=32,
-        hidden_size=16,
-        num_layers=1,
-        conv_channels=[8, 8],
         checkpoint_every_s=0,
         workers=0,
         val_every_steps=0,  # validate at each epoch's end: tiny runs have a few epochs
     )
+    for name in ("gru", "bilstm"):
+        p["members"][name].update(hidden_size=16, num_layers=1, conv_channels=[8, 8])
+    p["members"]["cnn"].update(image_size=32)
     # One member (gru) keeps a whole pipeline tiny; ensemble tests name more (see `make_ensemble`).
     p["ensemble"].update(members=["gru"], batch_size=64)
     p["evaluate"].update(batch_size=64, gallery_size=4)
@@ -125,16 +126,18 @@ def write_store(
     return path
 
 
-def train_config(params: dict, **changes: object) -> TrainConfig:
-    """The tiny params' `train` section, single-threaded, with `changes`."""
-    raw = params["train"] | {
-        "time_budget_s": 0,
-        "threads": 1,
-        "shuffle_buffer_blocks": 2,
-        "val_every_steps": 0,
-        "val_every_s": 0,
-    }  # per epoch
-    return dataclasses.replace(from_dict(TrainConfig, raw, "train"), **changes)
+def member_config(params: dict, name: str = "gru", **changes: object) -> MemberConfig:
+    """Member `name` of the tiny params, single-threaded and validating at each epoch's end,
+    with `changes` going to its family's keys or its `train` keys. `model=` makes it another
+    family, whose keys come from the params' member of that name."""
+    members = params["members"]
+    own = dict(members[name])
+    if "model" in changes and changes["model"] != own["model"]:
+        own = {k: v for k, v in members.get(changes["model"], {}).items() if k not in TRAIN_KEYS}
+    own |= {"model": changes.pop("model", own.get("model"))}
+    own |= {"threads": 1, "shuffle_buffer_blocks": 2, "val_every_steps": 0, "val_every_s": 0}
+    own |= {"time_budget_s": 0} | changes
+    return mc(name, own, params)
 
 
 def polygon_drawings(n_classes: int, per_class: int, seed: int) -> Drawings:
@@ -222,30 +225,16 @@ def make_labelled_store(
 def make_checkpoint(
     path: Path, model: str = "gru", seed: int = 0, classes: list[str] = CLASSES
 ) -> Path:
-    """An untrained but complete checkpoint in the training stage's format (a `cnn` one is a
-    resnet10t on 32-pixel images)."""
-    raw = yaml.safe_load((REPO_DIR / "params.yaml").read_text())["train"]
-    raw |= {
-        "model": model,
-        "hidden_size": 8,
-        "num_layers": 1,
-        "conv_channels": [8],
-        "max_points": 32,
-        "image_size": 32,
-        "backbone": "resnet10t",
-    }
-    cfg = from_dict(TrainConfig, raw, "train")
-    model_cfg = model_config(cfg, len(classes))
+    """An untrained but complete checkpoint in the training stage's format (small: a `cnn` one
+    is a resnet10t on 32-pixel images)."""
+    small = {"hidden_size": 8, "num_layers": 1, "conv_channels": [8], "max_points": 32}
+    if model == "cnn":
+        small = {"image_size": 32, "backbone": "resnet10t", "max_points": 32}
+    member = member_config(tiny_params(), "gru", model=model, **small)
     torch.manual_seed(seed)
-    net = build_model(model_cfg)
-    meta = {
-        "classes": list(classes),
-        "train_cfg": to_dict(cfg),
-        "model_cfg": model_cfg.to_dict(),
-        "features": encoder_for(cfg).meta(),
-    }
+    net = member.build(len(classes))
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"model": net.state_dict(), "meta": meta}, path)
+    torch.save({"model": net.state_dict(), "meta": model_meta(member, classes)}, path)
     return path
 
 
@@ -262,14 +251,15 @@ def make_ensemble(
     named after, else gru; seeded by its position, so members differ) and their blend at
     `paths.blend_path`: `mean`, or `logreg` / `weights` fitted on the store's `fit_split`."""
     for i, name in enumerate(members):
-        kwargs = {"model": name if name in MODELS else "gru", "seed": i} | checkpoint_kwargs
+        kwargs = {"model": name if name in FAMILIES else "gru", "seed": i} | checkpoint_kwargs
         make_checkpoint(paths.for_member(name).model_path, classes=classes, **kwargs)
     if method == "mean":
         probas = [np.zeros((0, len(classes)), np.float32)] * len(members)
         labels = np.zeros(0, np.int64)
     else:
         drawings = DrawingStore(paths.store_path).split(fit_split).read()
-        probas = member_probas(paths, members, drawings, classes, 64)
+        predictor = Predictor.load(paths, classes, members=members)
+        probas = list(predictor.member_probas(drawings, 64).values())
         labels = drawings.labels.astype(np.int64)
     blend = fit_blend(probas, labels, members, method, classes=classes)
     blend.save(paths.blend_path)

@@ -3,24 +3,28 @@
 from __future__ import annotations
 
 import dataclasses
-from types import SimpleNamespace
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from pipeline.common.config import from_dict, to_dict
 from pipeline.common.errors import ConfigError
-from pipeline.models import MODELS, build_model, model_config
-from pipeline.models.cnn import ImageCNN, ImageConfig
+from pipeline.core.encoders import ImageEncoder
+from pipeline.models import FAMILIES
+from pipeline.models.cnn import CNN, ImageCNN, ImageConfig
+from tests.conftest import member_config, tiny_params
 
 N_CLASSES = 5
 
 
 def small_config(**changes: object) -> ImageConfig:
-    cfg = ImageConfig(
-        model="cnn", n_classes=N_CLASSES, image_size=32, backbone="resnet10t", dropout=0.1
-    )
+    cfg = ImageConfig(image_size=32, backbone="resnet10t", dropout=0.1, max_points=64)
     return dataclasses.replace(cfg, **changes)
+
+
+def build_model(cfg: ImageConfig) -> ImageCNN:
+    return CNN.build(cfg, N_CLASSES)
 
 
 def images(batch: int, size: int, seed: int = 0) -> torch.Tensor:
@@ -31,8 +35,9 @@ def images(batch: int, size: int, seed: int = 0) -> torch.Tensor:
     return torch.where(ink, grey, torch.zeros((), dtype=torch.uint8))
 
 
-def test_registered_and_fed_images() -> None:
-    assert MODELS["cnn"] is ImageCNN and ImageCNN.input_kind == "image"
+def test_registered_and_fed_images_of_its_size() -> None:
+    assert FAMILIES["cnn"] is CNN and CNN.fixed_shape
+    assert CNN.encoder(small_config(image_size=40)) == ImageEncoder(max_points=64, image_size=40)
 
 
 @pytest.mark.parametrize("backbone", ["resnet10t", "convnext_atto"])
@@ -69,25 +74,23 @@ def test_a_few_steps_reduce_the_loss() -> None:
 def test_config_round_trips_through_its_dict() -> None:
     cfg = small_config(backbone="convnext_atto", dropout=0.2)
     net = build_model(cfg).eval()
-    again = build_model(cfg.to_dict()).eval()
+    again = build_model(from_dict(ImageConfig, to_dict(cfg), "model_cfg")).eval()
     assert isinstance(again, ImageCNN) and again.cfg == cfg
     again.load_state_dict(net.state_dict())  # same architecture, key for key
     x = images(2, 32)
     torch.testing.assert_close(again(x), net(x))
 
 
-def test_config_from_train_params() -> None:
-    train = SimpleNamespace(
-        model="cnn",
-        image_size=48,
-        backbone="resnet10t",
-        dropout=0.3,
-        hidden_size=96,
-        max_points=128,
-    )
-    assert model_config(train, 16) == ImageConfig("cnn", 16, 48, "resnet10t", 0.3)
+def test_a_members_keys_make_its_config() -> None:
+    params = tiny_params()
+    params["members"]["cnn"] |= {"image_size": 48, "dropout": 0.3, "epochs": 5}
+    member = member_config(params, "cnn")
+    assert member.model_cfg == ImageConfig(48, "resnet10t", 0.3, 128)
+    assert member.train.epochs == 5  # a train key the member overrides
 
 
 def test_unknown_backbone_names_the_param() -> None:
-    with pytest.raises(ConfigError, match=r"train\.backbone"):
-        build_model(small_config(backbone="no_such_net"))
+    params = tiny_params()
+    params["members"]["cnn"]["backbone"] = "no_such_net"
+    with pytest.raises(ConfigError, match=r"members\.cnn\.backbone.*timm model name"):
+        member_config(params, "cnn")

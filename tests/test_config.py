@@ -11,12 +11,14 @@ from pipeline.common.config import (
     SECTIONS,
     TrainConfig,
     from_dict,
-    load_members,
     load_params,
     load_section,
+    set_dotted,
     to_dict,
 )
 from pipeline.common.errors import ConfigError
+from pipeline.models import FAMILIES
+from pipeline.models.members import TRAIN_KEYS, load_members
 from tests.conftest import REPO_DIR, write_params
 
 PARAMS = REPO_DIR / "params.yaml"
@@ -31,12 +33,12 @@ def test_repo_params_load_with_the_files_values(section: str) -> None:
 
 def test_a_changed_value_in_the_file_comes_through(tmp_path: Path) -> None:
     params = yaml.safe_load(PARAMS.read_text())
-    params["train"] |= {"epochs": 3, "conv_channels": [5, 7], "pooling": "max"}
+    params["train"] |= {"epochs": 3, "label_smoothing": 0.2}
     params["ensemble"]["members"] = ["gru", "bilstm"]
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params))
     train = load_section("train", TrainConfig, path)
-    assert (train.epochs, train.conv_channels, train.pooling) == (3, (5, 7), "max")
+    assert (train.epochs, train.label_smoothing) == (3, 0.2)
     assert load_section("ensemble", SECTIONS["ensemble"], path).members == ("gru", "bilstm")
 
 
@@ -67,11 +69,10 @@ def test_missing_key_is_named() -> None:
 @pytest.mark.parametrize(
     ("key", "value", "message"),
     [
-        ("pooling", "median", "must be one of"),
         ("epochs", 2.5, "must be an integer"),
-        ("batch_norm", "yes", "true or false"),
-        ("conv_channels", 8, "must be a list"),
         ("learning_rate", "fast", "must be a number"),
+        ("label_smoothing", 1.0, "must be < 1"),
+        ("aug_rotate_deg", float("nan"), "a finite number"),
     ],
 )
 def test_bad_values_are_refused(key: str, value: object, message: str) -> None:
@@ -82,13 +83,15 @@ def test_bad_values_are_refused(key: str, value: object, message: str) -> None:
 def test_config_is_a_snapshot_of_its_source() -> None:
     # Editing the dict a config was built from afterwards changes nothing, and the plain dict
     # a checkpoint stores (to_dict) rebuilds the same config.
-    raw = _train_dict()
-    cfg = from_dict(TrainConfig, raw, "train")
+    raw = dict(load_params(PARAMS)["members"]["gru"])
+    raw.pop("model")
+    family = FAMILIES["gru"]
+    cfg = from_dict(family.config, raw, "members.gru")
     channels = tuple(raw["conv_channels"])
     raw["conv_channels"].append(999)
-    raw["epochs"] = -1
-    assert cfg.conv_channels == channels and cfg.epochs == _train_dict()["epochs"]
-    assert from_dict(TrainConfig, to_dict(cfg), "train") == cfg
+    raw["hidden_size"] = -1
+    assert cfg.conv_channels == channels and cfg.hidden_size > 0
+    assert from_dict(family.config, to_dict(cfg), "members.gru") == cfg
 
 
 def test_int_is_accepted_for_float() -> None:
@@ -99,75 +102,122 @@ def test_int_is_accepted_for_float() -> None:
 # ---------------------------------------------------------------- ensemble members
 
 
-def _params(members: list[str], own: dict | None) -> dict:
-    """The repo's params with these ensemble members and this `members:` section."""
+def _params(members: list[str], changes: dict[str, object] | None = None) -> dict:
+    """The repo's params with these ensemble members and `changes` ({"members.cnn.x": 1})."""
     params = yaml.safe_load(PARAMS.read_text())
     params["ensemble"]["members"] = members
-    params["members"] = own
+    for dotted, value in (changes or {}).items():
+        set_dotted(params, dotted, value)
     return params
 
 
-def test_repo_members_are_train_with_their_own_keys_on_top() -> None:
+def test_repo_members_are_their_family_config_and_train_with_their_own_keys_on_top() -> None:
     params = yaml.safe_load(PARAMS.read_text())
-    configs = load_members(params)
-    assert list(configs) == params["ensemble"]["members"]
-    for name, cfg in configs.items():
-        own = params["members"].get(name) or {}
-        expected = params["train"] | {"model": name} | own
-        assert to_dict(cfg) == expected, name
+    members = load_members(params)
+    assert list(members) == params["ensemble"]["members"]
+    for name, member in members.items():
+        own = params["members"][name]
+        assert member.model == own["model"]
+        family_keys = {k: v for k, v in own.items() if k not in TRAIN_KEYS | {"model"}}
+        assert to_dict(member.model_cfg) == family_keys, name
+        overrides = {k: v for k, v in own.items() if k in TRAIN_KEYS}
+        assert to_dict(member.train) == params["train"] | overrides, name
+
+
+def test_family_keys_never_shadow_train_keys() -> None:
+    for name, family in FAMILIES.items():
+        assert not family.field_names() & TRAIN_KEYS, name
 
 
 def test_a_members_own_key_overrides_train_for_that_member_alone() -> None:
-    configs = load_members(_params(["gru", "cnn"], {"cnn": {"batch_size": 16, "dropout": 0.3}}))
+    members = load_members(_params(["gru", "cnn"], {"members.cnn.batch_size": 16}))
     train = yaml.safe_load(PARAMS.read_text())["train"]
-    assert (configs["cnn"].batch_size, configs["cnn"].dropout) == (16, 0.3)
-    assert (configs["gru"].batch_size, configs["gru"].dropout) == (
+    assert (members["cnn"].train.batch_size, members["gru"].train.batch_size) == (
+        16,
         train["batch_size"],
-        train["dropout"],
     )
-    assert configs["cnn"].epochs == configs["gru"].epochs == train["epochs"]  # the rest shared
-    # A member's model can be any family, whatever its name.
-    assert load_members(_params(["small"], {"small": {"model": "bilstm"}}))["small"].model == (
-        "bilstm"
-    )
+    assert members["gru"].train.epochs == train["epochs"]  # the rest shared
 
 
-@pytest.mark.parametrize("own", [None, {}, {"gru": {"model": "gru"}}])
-def test_a_member_without_its_own_section_is_the_family_of_its_name(own: dict | None) -> None:
-    configs = load_members(_params(["gru", "bilstm"], own))
-    assert {name: cfg.model for name, cfg in configs.items()} == {"gru": "gru", "bilstm": "bilstm"}
-    train = yaml.safe_load(PARAMS.read_text())["train"]
-    assert to_dict(configs["bilstm"]) == train | {"model": "bilstm"}
+def test_a_member_of_any_name_is_the_family_it_names() -> None:
+    params = _params(["small"])
+    params["members"]["small"] = params["members"]["bilstm"] | {"hidden_size": 8}
+    small = load_members(params)["small"]
+    assert small.model == "bilstm" and small.model_cfg.hidden_size == 8
+
+
+def test_a_member_without_its_section_is_named() -> None:
+    params = _params(["gru", "extra"])
+    with pytest.raises(ConfigError, match=r"missing params 'members\.extra'"):
+        load_members(params)
+
+
+def test_a_missing_family_key_is_named_where_it_belongs() -> None:
+    params = _params(["gru"])
+    del params["members"]["gru"]["hidden_size"]
+    with pytest.raises(ConfigError, match=r"missing param 'members\.gru\.hidden_size'"):
+        load_members(params)
 
 
 def test_an_unknown_member_key_is_named_where_it_was_written() -> None:
     with pytest.raises(ConfigError, match=r"unknown param 'members\.cnn\.hiden_size'"):
-        load_members(_params(["gru", "cnn"], {"cnn": {"hiden_size": 3}}))
+        load_members(_params(["gru", "cnn"], {"members.cnn.hiden_size": 3}))
+    # A key of another family is unknown too: a cnn has no hidden_size.
+    with pytest.raises(ConfigError, match=r"unknown param 'members\.cnn\.hidden_size'"):
+        load_members(_params(["gru", "cnn"], {"members.cnn.hidden_size": 3}))
+
+
+def test_an_unknown_family_is_named() -> None:
+    with pytest.raises(ConfigError, match=r"param 'members\.gru\.model' must be one of"):
+        load_members(_params(["gru"], {"members.gru.model": "gruu"}))
+
+
+def test_a_member_the_ensemble_leaves_out_is_checked_all_the_same() -> None:
+    # A value no member of the ensemble uses is still a value: a typo there is an error too.
+    with pytest.raises(ConfigError, match=r"members\.cnn\.image_size"):
+        load_members(_params(["gru"], {"members.cnn.image_size": 8}))
 
 
 @pytest.mark.parametrize(
     ("key", "value", "message"),
     [
         ("batch_size", 0, ">= 1"),
-        ("pooling", "median", "must be one of"),
         ("image_size", 8, ">= 16"),
         ("dropout", "some", "must be a number"),
+        ("backbone", 3, "must be a string"),
     ],
 )
 def test_a_bad_member_value_is_named_where_it_was_written(
     key: str, value: object, message: str
 ) -> None:
     with pytest.raises(ConfigError) as err:
-        load_members(_params(["gru", "cnn"], {"cnn": {key: value}}))
+        load_members(_params(["gru", "cnn"], {f"members.cnn.{key}": value}))
     text = str(err.value)
     assert text.startswith(f"param 'members.cnn.{key}'") and message in text, text
     assert "\n" not in text
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("pooling", "median", "must be one of"),
+        ("batch_norm", "yes", "true or false"),
+        ("conv_channels", 8, "must be a list"),
+        ("conv_kernel", 4, "must be odd"),
+    ],
+)
+def test_a_bad_sequence_value_is_named_where_it_was_written(
+    key: str, value: object, message: str
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_members(_params(["gru"], {f"members.gru.{key}": value}))
+    assert str(err.value).startswith(f"param 'members.gru.{key}'") and message in str(err.value)
+
+
 def test_a_bad_train_value_is_still_named_under_train() -> None:
-    params = _params(["gru"], {"gru": {"batch_size": 8}})
-    params["train"]["dropout"] = 2
-    with pytest.raises(ConfigError, match=r"^param 'train\.dropout' must be < 1"):
+    params = _params(["gru"], {"members.gru.batch_size": 8})
+    params["train"]["label_smoothing"] = 2
+    with pytest.raises(ConfigError, match=r"^param 'train\.label_smoothing' must be < 1"):
         load_members(params)
 
 
@@ -183,23 +233,28 @@ def test_a_bad_train_value_is_still_named_under_train() -> None:
 )
 def test_a_repeated_or_badly_named_member_is_refused(members: list[str], message: str) -> None:
     with pytest.raises(ConfigError, match=r"param 'ensemble\.members'") as err:
-        load_members(_params(members, {}))
+        load_members(_params(members))
     assert message in str(err.value)
 
 
 @pytest.mark.parametrize("own", [["gru"], {"gru": 3}])
 def test_members_sections_that_are_not_mappings_are_refused(own: object) -> None:
-    with pytest.raises(ConfigError, match=r"'members(\.gru)?' must be a mapping"):
-        load_members(_params(["gru"], own))  # type: ignore[arg-type]
+    params = _params(["gru"])
+    params["members"] = own
+    with pytest.raises(
+        ConfigError, match=r"'?members(\.gru)?'? must be a mapping|section 'members"
+    ):
+        load_members(params)
 
 
 def test_every_stage_refuses_a_bad_member_before_any_work(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    # Not only the train stages: a stage checks every section (members too) as it starts.
+    # Not only the train stages: a stage checks every section, and the members' outline, as
+    # it starts (their family keys are checked by the train stages, which know the families).
     from pipeline import evaluate
 
-    write_params(tmp_path, _params(["gru", "cnn"], {"cnn": {"batch_size": 0}}))
+    write_params(tmp_path, _params(["gru", "cnn"], {"members.cnn.batch_size": 0}))
     with pytest.raises(SystemExit) as exit_info:
         evaluate.main(["--params", str(tmp_path / "params.yaml")])
     assert exit_info.value.code == 2

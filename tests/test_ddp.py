@@ -11,14 +11,14 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from pipeline.common.config import TrainConfig
 from pipeline.common.paths import Paths
-from tests.conftest import REPO_DIR, make_polygon_store, train_config, write_params
+from pipeline.models.members import MemberConfig
+from tests.conftest import REPO_DIR, make_polygon_store, member_config, write_params
 
 WORLD_SIZE = 2
 
 
-def _rank_main(rank: int, cfg: TrainConfig, root: Path, port: int) -> None:
+def _rank_main(rank: int, cfg: MemberConfig, root: Path, port: int) -> None:
     os.environ |= {
         "MASTER_ADDR": "127.0.0.1",
         "MASTER_PORT": str(port),
@@ -46,7 +46,7 @@ def _free_port() -> int:
 def test_two_gloo_ranks_train_one_model(tmp_path: Path, params: dict) -> None:
     # 12 blocks of 16: 6 per rank
     make_polygon_store(tmp_path / "drawings.zarr", per_class=48, block_size=16)
-    cfg = train_config(params, epochs=2, dropout=0.2)
+    cfg = member_config(params, epochs=2, dropout=0.2)
     mp.spawn(_rank_main, args=(cfg, tmp_path, _free_port()), nprocs=WORLD_SIZE, join=True)
     rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
     rank1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
@@ -57,7 +57,11 @@ def test_two_gloo_ranks_train_one_model(tmp_path: Path, params: dict) -> None:
     # Rank 0 wrote the run's files; rank 1 wrote nothing. The checkpoint holds the same weights.
     assert not (tmp_path / "out1").exists()
     out = tmp_path / "out0"
-    assert sorted(p.name for p in (out / "checkpoints" / "gru").iterdir()) == ["best.pt", "last.pt"]
+    assert sorted(p.name for p in (out / "checkpoints" / "gru").iterdir()) == [
+        "best.pt",
+        "history.jsonl",
+        "last.pt",
+    ]
     assert (out / "models" / "members" / "gru" / "model.pt").is_file()
     assert (out / "dvclive" / "gru" / "metrics.json").is_file()
     last = torch.load(out / "checkpoints" / "gru" / "last.pt", weights_only=True)

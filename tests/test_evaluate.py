@@ -19,7 +19,7 @@ from pipeline.common.paths import Paths
 from pipeline.core.drawings import Drawings
 from pipeline.core.store import DrawingStore
 from pipeline.models.checkpoint import load_model
-from pipeline.models.inference import predict_proba
+from pipeline.models.predictor import member_proba
 from pipeline.scoring.reports import CAPTION_H, TILE, most_confident_mistakes, render_gallery
 from tests.conftest import (
     CLASSES,
@@ -31,7 +31,7 @@ from tests.conftest import (
     reference_top_k,
 )
 
-CFG = EvaluateConfig(batch_size=8, gallery_size=4)
+CFG = EvaluateConfig(batch_size=8, threads=1, gallery_size=4)
 
 
 @pytest.fixture
@@ -44,9 +44,9 @@ def evaluated(tmp_path: Path) -> tuple[dict[str, float], Path, Path, Path]:
 
 
 def val_proba(store: Path, model_path: Path) -> tuple[np.ndarray, np.ndarray]:
-    model, meta = load_model(model_path)
+    loaded = load_model(model_path)
     drawings = DrawingStore(store).split("val").read()
-    return predict_proba(model, meta, drawings, batch_size=8), drawings.labels.astype(np.int64)
+    return member_proba(loaded, drawings, batch_size=8), drawings.labels.astype(np.int64)
 
 
 def test_metrics_match_an_independent_computation(evaluated: tuple, tmp_path: Path) -> None:

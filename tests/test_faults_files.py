@@ -37,7 +37,7 @@ from pipeline.models.checkpoint import load_model
 from pipeline.preprocess import run as preprocess_run
 from pipeline.scoring.submission import validate_submission
 from pipeline.sources import kaggle
-from tests.conftest import make_polygon_store, train_config
+from tests.conftest import make_checkpoint, make_polygon_store, member_config
 
 HERE = Paths.under(".")  # the repo layout, relative to the cwd (tests chdir into `workdir`)
 
@@ -341,31 +341,7 @@ def test_zip_bomb_like_duplicate_names_are_refused(tmp_path: Path) -> None:
 
 
 def write_checkpoint(path: Path) -> Path:
-    from pipeline.core.features import feature_meta
-    from pipeline.models import build_model
-    from pipeline.models.rnn import SequenceConfig
-
-    cfg = SequenceConfig(
-        model="gru",
-        n_features=9,
-        n_classes=3,
-        hidden_size=8,
-        num_layers=1,
-        conv_channels=[4],
-        conv_kernel=3,
-        conv_stride=1,
-        batch_norm=False,
-        dropout=0.0,
-        pooling="mean",
-    )
-    meta = {
-        "classes": ["a", "b", "c"],
-        "model_cfg": cfg.to_dict(),
-        "train_cfg": {},
-        "features": feature_meta(32),
-    }
-    torch.save({"model": build_model(cfg).state_dict(), "meta": meta}, path)
-    return path
+    return make_checkpoint(path, classes=["a", "b", "c"])
 
 
 class RunsCode:
@@ -456,7 +432,7 @@ def test_damaged_last_checkpoint_restarts_training_with_a_warning(
 ) -> None:
     paths = Paths.under(tmp_path).for_member("gru")  # checkpoints/gru/last.pt
     make_polygon_store(paths.store_path)
-    cfg = train_config(params, epochs=1)
+    cfg = member_config(params, epochs=1)
     marker = tmp_path / "code-ran"
     train.run(cfg, paths, stop_after_steps=2, log_live=False)
     last = paths.checkpoint_dir / "last.pt"

@@ -24,7 +24,6 @@ from pipeline.common.config import (
     EvaluateConfig,
     PredictConfig,
     PreprocessConfig,
-    TrainConfig,
     from_dict,
 )
 from pipeline.common.paths import Paths
@@ -34,6 +33,7 @@ from pipeline.core.reasons import Reason
 from pipeline.core.store import DrawingStore
 from pipeline.ingest.parse import parse_drawings
 from pipeline.scoring.submission import validate_submission
+from tests.conftest import member_config
 
 HERE = Paths.under(".")  # the repo layout, relative to the cwd (tests chdir into `workdir`)
 
@@ -89,7 +89,7 @@ def configs(params: dict, path: Path) -> dict:
         "preprocess": dataclasses.replace(
             from_dict(PreprocessConfig, params["preprocess"]), val_per_class=4
         ),
-        "train": dataclasses.replace(from_dict(TrainConfig, params["train"]), epochs=1, threads=1),
+        "train": member_config(params, "gru", epochs=1),
         "ensemble": from_dict(EnsembleConfig, params["ensemble"]),  # one member, a logreg blend
         "evaluate": from_dict(EvaluateConfig, params["evaluate"]),
         "predict": from_dict(PredictConfig, params["predict"]),

@@ -30,6 +30,7 @@ from pipeline.common.config import (
     PredictConfig,
     PreprocessConfig,
     from_dict,
+    set_dotted,
 )
 from pipeline.common.errors import ConfigError, PipelineError
 from pipeline.common.files import atomic_file
@@ -39,6 +40,7 @@ from pipeline.core.reasons import Reason
 from pipeline.core.store import DrawingStore
 from pipeline.ingest.parse import parse_drawings
 from pipeline.models.checkpoint import load_model
+from pipeline.models.members import load_members
 from pipeline.scoring.submission import validate_submission
 from tests.conftest import (
     CLASSES,
@@ -47,9 +49,9 @@ from tests.conftest import (
     make_ensemble,
     make_labelled_store,
     make_polygon_store,
+    member_config,
     polygon_drawings,
     random_drawings,
-    train_config,
     write_params,
     write_store,
 )
@@ -66,7 +68,7 @@ def test_same_counts_other_drawings_is_not_resumed_and_exports_the_new_model(
 ) -> None:
     paths = Paths.under(tmp_path).for_member("gru")
     make_polygon_store(paths.store_path)
-    cfg = train_config(params, epochs=2)
+    cfg = member_config(params, epochs=2)
     train.run(cfg, paths, stop_after_steps=3, log_live=False)  # "killed" mid-run
     # The same classes, counts and params, every drawing moved by a pixel: what a changed
     # download.seed or max_per_class gives. The killed run's checkpoint must not be resumed.
@@ -78,7 +80,7 @@ def test_same_counts_other_drawings_is_not_resumed_and_exports_the_new_model(
         train.run(cfg, shifted, log_live=False)
     assert "other params or data; starting fresh" in caplog.text
     assert "resuming" not in caplog.text
-    _, meta = load_model(shifted.model_path)
+    meta = load_model(shifted.model_path).meta
     assert meta["data"] == {s: new.attrs["digests"][s] for s in ("train", "val")}
 
 
@@ -124,7 +126,7 @@ def test_an_unexpected_last_checkpoint_means_start_fresh(
 ) -> None:
     paths = Paths.under(tmp_path).for_member("gru")
     make_polygon_store(paths.store_path)
-    cfg = train_config(params, epochs=1)
+    cfg = member_config(params, epochs=1)
     last = paths.checkpoint_dir / "last.pt"
     if content == "plain-model":
         make_checkpoint(last)
@@ -142,15 +144,15 @@ def test_an_unexpected_last_checkpoint_means_start_fresh(
 
 BAD_PARAMS = [
     ("train", "batch_size", 0, ">= 1"),
-    ("train", "hidden_size", -4, ">= 1"),
-    ("train", "dropout", 2, "< 1"),
+    ("members.gru", "hidden_size", -4, ">= 1"),
+    ("members.gru", "dropout", 2, "< 1"),
     ("train", "label_smoothing", 1.5, "< 1"),
     ("train", "learning_rate", float("nan"), "a finite number"),
     ("train", "learning_rate", 0, "> 0"),
     ("train", "time_budget_s", float("inf"), "a finite number"),
     ("train", "time_budget_s", -1, ">= 0"),
-    ("train", "conv_kernel", 4, "odd"),
-    ("train", "conv_channels", [8, 0], ">= 1"),
+    ("members.bilstm", "conv_kernel", 4, "odd"),
+    ("members.gru", "conv_channels", [8, 0], ">= 1"),
     ("train", "epochs", True, "an integer"),
     ("train", "seed", -1, ">= 0"),
     ("predict", "tta", -1, ">= 0"),
@@ -160,8 +162,10 @@ BAD_PARAMS = [
     ("preprocess", "block_size", 0, ">= 1"),
     ("preprocess", "val_per_class", -1, ">= 0"),
     ("preprocess", "blend_per_class", -1, ">= 0"),
-    ("train", "image_size", 8, ">= 16"),
-    ("train", "image_size", 1024, "<= 512"),
+    ("members.cnn", "image_size", 8, ">= 16"),
+    ("members.cnn", "image_size", 1024, "<= 512"),
+    ("members.cnn", "batch_size", 0, ">= 1"),  # a train key a member overrides
+    ("predict", "threads", -1, ">= 0"),
     ("ensemble", "regularization", 0, "> 0"),
     ("ensemble", "batch_size", 0, ">= 1"),
     ("ensemble", "method", "median", "one of"),
@@ -175,7 +179,11 @@ def test_every_out_of_range_param_is_one_line_naming_key_value_and_range(
     params: dict, section: str, key: str, value: object, rule: str
 ) -> None:
     with pytest.raises(ConfigError) as err:
-        from_dict(SECTIONS[section], params[section] | {key: value}, section)
+        if section.startswith("members."):
+            set_dotted(params, f"{section}.{key}", value)
+            load_members(params)
+        else:
+            from_dict(SECTIONS[section], params[section] | {key: value}, section)
     message = str(err.value)
     where = f"param '{section}.{key}" + ("[1]'" if isinstance(value, list) else "'")
     assert message.startswith(where) and rule in message and "\n" not in message
@@ -198,9 +206,9 @@ def test_a_bad_param_stops_the_stage_cli_with_one_error_line(workdir: Path, para
 
 
 def test_configs_are_immutable_all_the_way_down(params: dict) -> None:
-    cfg = from_dict(SECTIONS["train"], params["train"], "train")
+    cfg = load_members(params)["gru"].model_cfg
     assert isinstance(cfg.conv_channels, tuple)
-    assert hash(cfg) == hash(from_dict(SECTIONS["train"], params["train"], "train"))
+    assert hash(cfg) == hash(load_members(params)["gru"].model_cfg)
 
 
 # ---------------------------------------------------------------- a store that proves it is whole

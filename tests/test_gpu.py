@@ -9,37 +9,36 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
-from pipeline.models import MODELS, build_model, model_config
-from pipeline.models.rnn import SequenceClassifier
-from tests.conftest import polygon_drawings, tiny_params, train_config
-from tests.test_model import random_batch, small_config
+from pipeline.models import FAMILIES
+from pipeline.models.rnn import SequenceClassifier, SequenceConfig
+from pipeline.training.step import TrainStep
+from tests.conftest import member_config, polygon_drawings, tiny_params
+from tests.test_model import random_batch, small_model
 from tests.test_rnn_paths import TOL, loss_and_grads, padded_batch, run
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 N_CLASSES = 4
 CUDA = torch.device("cuda")
-SEQUENCE_MODELS = sorted(m for m, cls in MODELS.items() if issubclass(cls, SequenceClassifier))
+SEQUENCE_MODELS = sorted(m for m, f in FAMILIES.items() if f.config is SequenceConfig)
 # Each family with the path it trains on (None: its default); the sequence models also padded.
-TRAINING_RUNS = [(m, None) for m in sorted(MODELS)] + [(m, "padded") for m in SEQUENCE_MODELS]
+TRAINING_RUNS = [(m, None) for m in sorted(FAMILIES)] + [(m, "padded") for m in SEQUENCE_MODELS]
 NOT_FLAT = "not part of single contiguous chunk"
 
 
 def fixed_batch(model: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """32 drawings (x, lengths, labels) the family can learn: polygons rendered for image
     families; random point features shifted by the label for the others."""
-    cfg = train_config(tiny_params(), model=model)
-    if getattr(MODELS[model], "input_kind", "points") == "image":
-        from pipeline.models import encoder_for  # the image families' encoder
-
+    member = member_config(tiny_params(), model=model)
+    if member.encoder().kind == "image":
         drawings = polygon_drawings(N_CLASSES, 8, seed=0)
-        x, lengths = encoder_for(cfg).encode(drawings)
+        x, lengths = member.encoder().encode(drawings)
         labels = torch.from_numpy(np.asarray(drawings.labels, np.int64))
         return torch.from_numpy(x), torch.from_numpy(lengths), labels
     rng = np.random.default_rng(0)
-    lengths = rng.integers(1, 40, 32).tolist()
+    lengths = sorted(rng.integers(1, 40, 32).tolist(), reverse=True)  # as batches arrive
     x, length_tensor = random_batch(lengths)  # (32, T, F)
     labels = torch.arange(32) % N_CLASSES
     x[:, :, :2] += labels[:, None, None].float()  # a signal to learn
@@ -49,28 +48,45 @@ def fixed_batch(model: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 
 @pytest.mark.parametrize(("model", "path"), TRAINING_RUNS)
 def test_amp_training_lowers_the_loss(model: str, path: str | None) -> None:
+    # The trainer's own step (autocast, scaler where fp16, fused AdamW) on each family.
     torch.manual_seed(0)
-    cfg = train_config(tiny_params(), model=model)
-    net = build_model(model_config(cfg, N_CLASSES)).to(CUDA).train()
+    member = member_config(tiny_params(), model=model, learning_rate=1e-2)
+    net = member.build(N_CLASSES).to(CUDA).train()
     if path is not None:
         net.rnn_path = path
+    step = TrainStep(net, member.train, CUDA, channels_last=member.family.fixed_shape)
     x, lengths, labels = fixed_batch(model)
-    x, labels = x.to(CUDA), labels.to(CUDA)  # lengths stay on the CPU, as in the trainer
-    amp = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
-    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-2)
-    losses = []
-    for _ in range(20):
-        with torch.autocast("cuda", dtype=amp):
-            logits = net(x, lengths)  # (B, C)
-        loss = F.cross_entropy(logits.float(), labels)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        losses.append(loss.item())
+    losses = [float(step(x, lengths, labels, 1e-2)) for _ in range(20)]
     assert np.isfinite(losses).all(), losses
     assert np.mean(losses[-3:]) < 0.6 * losses[0], losses
+
+
+class _RNNDtypes(TorchDispatchMode):
+    """The dtype of the input of every cuDNN RNN call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[torch.dtype] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.overloadpacket is torch.ops.aten._cudnn_rnn:
+            self.seen.append(args[0].dtype)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("model", SEQUENCE_MODELS)
+@pytest.mark.parametrize("path", ["fused", "padded"])
+@pytest.mark.parametrize("amp", [torch.bfloat16, torch.float16])
+def test_the_rnn_runs_in_float32_under_autocast(model: str, path: str, amp: torch.dtype) -> None:
+    # cuDNN's autocast wrapper would cast the RNN to fp16 even under bf16 autocast: the model
+    # turns autocast off around it, so cuDNN sees float32 whatever the autocast dtype.
+    net = small_model(model).to(CUDA).train()
+    net.rnn_path = path
+    x, lengths = padded_batch()
+    with _RNNDtypes() as seen, torch.autocast("cuda", dtype=amp):
+        logits = net(x.to(CUDA), lengths)
+    assert seen.seen and set(seen.seen) == {torch.float32}, seen.seen
+    assert logits.dtype == amp  # the head still runs in the autocast dtype
 
 
 @pytest.fixture
@@ -92,7 +108,7 @@ def fp32_cudnn() -> Iterator[None]:
 @pytest.mark.parametrize("num_layers", [1, 2])
 def test_fused_and_padded_paths_agree_on_cuda(model: str, num_layers: int) -> None:
     torch.manual_seed(0)
-    net = build_model(small_config(model, num_layers=num_layers, dropout=0.0)).to(CUDA)
+    net = small_model(model, num_layers=num_layers, dropout=0.0).to(CUDA)
     assert isinstance(net, SequenceClassifier)
     # `.to(CUDA)` laid each layer's two directions out as one cuDNN buffer.
     for layer in net._layer_weights():
@@ -126,11 +142,11 @@ def test_fused_and_padded_paths_agree_on_cuda(model: str, num_layers: int) -> No
 @pytest.mark.parametrize("model", SEQUENCE_MODELS)
 def test_a_cpu_checkpoint_runs_fused_on_cuda(model: str) -> None:
     torch.manual_seed(0)
-    cpu = build_model(small_config(model)).eval()
+    cpu = small_model(model).eval()
     x, lengths = padded_batch()
     with torch.no_grad():
         expected = cpu(x, lengths)  # the padded path
-    gpu = build_model(small_config(model)).to(CUDA).eval()
+    gpu = small_model(model).to(CUDA).eval()
     gpu.load_state_dict(cpu.state_dict())  # copies into the flat buffer: it stays flat
     with torch.no_grad(), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

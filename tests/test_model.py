@@ -9,43 +9,61 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
+from pipeline.common.config import to_dict
 from pipeline.core.drawings import Drawings
-from pipeline.core.encoders import Encoder
 from pipeline.core.features import N_FEATURES
-from pipeline.models import MODELS, build_model
-from pipeline.models.checkpoint import load_model
+from pipeline.models import FAMILIES
+from pipeline.models.checkpoint import LoadedModel, load_model
 from pipeline.models.cnn import ImageConfig
-from pipeline.models.inference import predict_proba
 from pipeline.models.layers import masked_pool
-from pipeline.models.rnn import SequenceClassifier, SequenceConfig
+from pipeline.models.predictor import member_proba
+from pipeline.models.rnn import SequenceConfig
 
 N_CLASSES = 7
 # The families fed per-point feature sequences, (B, T, F) padded: what padding checks apply to.
-SEQUENCE_MODELS = sorted(m for m, cls in MODELS.items() if issubclass(cls, SequenceClassifier))
+SEQUENCE_MODELS = sorted(m for m, f in FAMILIES.items() if f.config is SequenceConfig)
+IMAGE = ImageConfig(image_size=32, backbone="resnet10t", dropout=0.0, max_points=32)
 
 
 def test_every_family_is_fed_points_or_images() -> None:
-    kinds = {m: cls.input_kind for m, cls in MODELS.items()}
+    kinds = {
+        m: f.encoder(small_config() if m != "cnn" else IMAGE).kind for m, f in FAMILIES.items()
+    }
     assert kinds == {"gru": "points", "bilstm": "points", "cnn": "image"}
     assert SEQUENCE_MODELS == ["bilstm", "gru"]
 
 
-def small_config(model: str, **changes: object) -> SequenceConfig:
+def small_config(**changes: object) -> SequenceConfig:
     cfg = SequenceConfig(
-        model=model,
-        n_features=N_FEATURES,
-        n_classes=N_CLASSES,
         hidden_size=12,
         num_layers=2,
-        conv_channels=[8, 10],
+        conv_channels=(8, 10),
         conv_kernel=5,
         conv_stride=2,
         batch_norm=True,
         dropout=0.1,
         pooling="meanmax",
+        max_points=32,
     )
     return dataclasses.replace(cfg, **changes)
+
+
+def small_model(model: str, **changes: object) -> nn.Module:
+    """A small model of family `model` (a sequence family, `changes` to its config)."""
+    return FAMILIES[model].build(small_config(**changes), N_CLASSES)
+
+
+@pytest.mark.parametrize("model", sorted(FAMILIES))
+@pytest.mark.parametrize("batch", [1, 5])
+def test_every_family_maps_its_encoding_to_logits(model: str, batch: int) -> None:
+    # The family contract: its encoder's (x, lengths) in, (B, C) logits out.
+    family = FAMILIES[model]
+    cfg = IMAGE if family.config is ImageConfig else small_config()
+    x, lengths = family.encoder(cfg).encode(drawings(batch, seed=batch).take(np.arange(batch)))
+    net = family.build(cfg, N_CLASSES).eval()
+    assert net(torch.from_numpy(x), torch.from_numpy(lengths)).shape == (batch, N_CLASSES)
 
 
 def random_batch(lengths: list[int], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -59,7 +77,7 @@ def random_batch(lengths: list[int], seed: int = 0) -> tuple[torch.Tensor, torch
 @pytest.mark.parametrize("model", SEQUENCE_MODELS)
 @pytest.mark.parametrize("pooling", ["sum", "mean", "max", "meanmax"])
 def test_forward_gives_logits_per_drawing(model: str, pooling: str) -> None:
-    net = build_model(small_config(model, pooling=pooling))
+    net = small_model(model, pooling=pooling)
     x, lengths = random_batch([5, 1, 9, 2])
     assert net(x, lengths).shape == (4, N_CLASSES)
 
@@ -67,7 +85,7 @@ def test_forward_gives_logits_per_drawing(model: str, pooling: str) -> None:
 @pytest.mark.parametrize("model", SEQUENCE_MODELS)
 @pytest.mark.parametrize("stride", [1, 2])
 def test_logits_do_not_depend_on_padding_or_batch_mates(model: str, stride: int) -> None:
-    net = build_model(small_config(model, conv_stride=stride)).eval()
+    net = small_model(model, conv_stride=stride).eval()
     x, lengths = random_batch([7, 3, 12, 1, 8])
     together = net(x, lengths)  # (5, C), padded to 12
     for i, n in enumerate(lengths.tolist()):
@@ -91,7 +109,7 @@ def test_models_differ_by_rnn_cell() -> None:
     # one gate more, for 2 layers x 2 directions:
     gate = {1: 12 * (10 + 12) + 2 * 12, 2: 12 * (2 * 12 + 12) + 2 * 12}  # 288, 456
     extra = 2 * (gate[1] + gate[2])
-    gru, lstm = build_model(small_config("gru")), build_model(small_config("bilstm"))
+    gru, lstm = small_model("gru"), small_model("bilstm")
     assert n_parameters(lstm) - n_parameters(gru) == extra == 1488
 
 
@@ -113,31 +131,27 @@ def test_masked_pooling_hand_worked() -> None:
 
 def test_even_kernel_is_refused() -> None:
     with pytest.raises(ValueError, match="odd"):
-        build_model(small_config("gru", conv_kernel=4))
+        small_config(conv_kernel=4)
 
 
 def save_checkpoint(path: Path, model: str = "gru") -> torch.nn.Module:
     """A small checkpoint of family `model`: a sequence model fed points of at most 32 points,
     or a resnet10t fed 32-pixel images of them."""
-    if model == "cnn":
-        cfg = ImageConfig(
-            model="cnn", n_classes=N_CLASSES, image_size=32, backbone="resnet10t", dropout=0.0
-        )
-        encoder = Encoder("image", max_points=32, image_size=32)
-    else:
-        cfg, encoder = small_config(model), Encoder("points", max_points=32)
-    net = build_model(cfg).eval()
+    cfg = IMAGE if model == "cnn" else small_config()
+    net = FAMILIES[model].build(cfg, N_CLASSES).eval()
     meta = {
         "classes": [f"c{i}" for i in range(N_CLASSES)],
-        "train_cfg": {
-            "aug_scale": 0.1,
-            "aug_shear": 0.1,
-            "aug_rotate_deg": 10.0,
-            "aug_jitter": 0.5,
-            "aug_stroke_dropout": 0.1,
+        "model": model,
+        "model_cfg": to_dict(cfg),
+        "features": FAMILIES[model].encoder(cfg).meta(),
+        "augment": {
+            "scale": 0.1,
+            "shear": 0.1,
+            "rotate_deg": 10.0,
+            "jitter": 0.5,
+            "stroke_dropout": 0.1,
         },
-        "model_cfg": cfg.to_dict(),
-        "features": encoder.meta(),
+        "train_cfg": {},
     }
     torch.save({"model": net.state_dict(), "meta": meta}, path)
     return net
@@ -159,25 +173,26 @@ def test_checkpoint_loads_with_weights_only_and_predicts_in_input_order(
     tmp_path: Path, model: str
 ) -> None:
     save_checkpoint(tmp_path / "m.pt", model)
-    model, meta = load_model(tmp_path / "m.pt")
+    loaded = load_model(tmp_path / "m.pt")
+    assert isinstance(loaded.model_cfg, type(IMAGE if model == "cnn" else small_config()))
     batch = drawings(23)
-    proba = predict_proba(model, meta, batch, batch_size=4)  # sorted by length inside
+    proba = member_proba(loaded, batch, batch_size=4)  # sorted by length inside
     assert proba.shape == (23, N_CLASSES) and proba.dtype == np.float32
     np.testing.assert_allclose(proba.sum(axis=1), 1, rtol=1e-5)
     # Row i is drawing i: predicting one drawing alone gives the same row.
     for i in (0, 7, 22):
-        alone = predict_proba(model, meta, batch.take(np.array([i])), batch_size=4)
+        alone = member_proba(loaded, batch.take(np.array([i])), batch_size=4)
         np.testing.assert_allclose(alone[0], proba[i], rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("model", ["bilstm", "cnn"])
 def test_tta_is_seeded_and_averages_augmented_passes(tmp_path: Path, model: str) -> None:
     save_checkpoint(tmp_path / "m.pt", model)
-    model, meta = load_model(tmp_path / "m.pt")
+    loaded: LoadedModel = load_model(tmp_path / "m.pt")
     batch = drawings(12)
-    plain = predict_proba(model, meta, batch, 8)
-    a = predict_proba(model, meta, batch, 8, tta=2, seed=3)
-    b = predict_proba(model, meta, batch, 8, tta=2, seed=3)
+    plain = member_proba(loaded, batch, 8)
+    a = member_proba(loaded, batch, 8, tta=2, seed=3)
+    b = member_proba(loaded, batch, 8, tta=2, seed=3)
     np.testing.assert_array_equal(a, b)
     assert not np.allclose(a, plain)
     np.testing.assert_allclose(a.sum(axis=1), 1, rtol=1e-5)

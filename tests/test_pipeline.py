@@ -14,7 +14,7 @@ import pytest
 from pipeline import blend, download, evaluate, predict, preprocess, train
 from pipeline.core.store import DrawingStore
 from pipeline.models.checkpoint import load_model
-from pipeline.models.inference import predict_proba
+from pipeline.models.predictor import member_proba
 from pipeline.scoring.submission import validate_submission
 from tests.conftest import (
     REPO_DIR,
@@ -74,8 +74,8 @@ def test_offline_pipeline_writes_a_valid_submission(workdir: Path, params: dict)
     val = read_json(workdir / "metrics/evaluate.json")
     drawings = store.split("val").read()
     assert val["val/drawings"] == len(drawings) == params["preprocess"]["val_per_class"] * n_classes
-    model, meta = load_model(workdir / "models/members/gru/model.pt")
-    proba = predict_proba(model, meta, drawings, batch_size=64)
+    loaded = load_model(workdir / "models/members/gru/model.pt")
+    proba = member_proba(loaded, drawings, batch_size=64)
     blended = reference_blend(workdir / "models/blend.npz", [proba])
     expected = reference_scores(reference_top_k(blended), drawings.labels)
     member = reference_scores(reference_top_k(proba), drawings.labels)
@@ -98,6 +98,7 @@ def test_kaggle16_local_beats_chance_by_far(
     fresh = json.loads(json.dumps(params))  # keep model sizes at the repo defaults
     defaults = __import__("yaml").safe_load((REPO_DIR / "params.yaml").read_text())
     fresh["train"] = defaults["train"] | {"time_budget_s": 120, "epochs": 1000}
+    fresh["members"] = defaults["members"]
     fresh["preprocess"] = defaults["preprocess"] | {"workers": 2}
     fresh["ensemble"] = defaults["ensemble"] | {"members": ["gru"]}  # the bar is one gru's
     fresh["download"] |= {"source": "local", "path": str(kaggle16_dir)}

@@ -17,7 +17,7 @@ from pipeline.common.paths import Paths
 from pipeline.core.drawings import Drawings
 from pipeline.core.store import DrawingStore
 from pipeline.models.checkpoint import load_model
-from pipeline.models.inference import predict_proba
+from pipeline.models.predictor import member_proba
 from pipeline.scoring.submission import validate_submission
 from tests.conftest import (
     CLASSES,
@@ -35,7 +35,7 @@ INVALID = (3, 17)  # test rows stored empty (valid=False), as preprocess stores 
 
 
 def predict_cfg(**overrides: object) -> PredictConfig:
-    raw = {"batch_size": 8, "tta": 0, "prior_correction": False, "seed": 0}
+    raw = {"batch_size": 8, "threads": 1, "tta": 0, "prior_correction": False, "seed": 0}
     return from_dict(PredictConfig, raw | overrides, "predict")
 
 
@@ -55,9 +55,9 @@ def write_test_csv(path: Path, key_ids: np.ndarray) -> Path:
 
 def model_test_proba(model_path: Path, store_path: Path) -> np.ndarray:
     """The model's probabilities for every test row (the invalid ones included)."""
-    model, meta = load_model(model_path)
+    loaded = load_model(model_path)
     drawings = DrawingStore(store_path).split("test").read()
-    return predict_proba(model, meta, drawings, batch_size=8)
+    return member_proba(loaded, drawings, batch_size=8)
 
 
 def submitted_classes(path: Path) -> list[list[int]]:
@@ -225,10 +225,10 @@ def test_a_missing_member_is_named(paths: Paths) -> None:
 
 def test_tta_is_reproducible_and_changes_probabilities(paths: Paths) -> None:
     drawings = DrawingStore(paths.store_path).split("test").read()
-    model, meta = load_model(gru_path(paths))
-    plain = predict_proba(model, meta, drawings, batch_size=8)
-    tta_a = predict_proba(model, meta, drawings, batch_size=8, tta=2, seed=5)
-    tta_b = predict_proba(model, meta, drawings, batch_size=8, tta=2, seed=5)
+    loaded = load_model(gru_path(paths))
+    plain = member_proba(loaded, drawings, batch_size=8)
+    tta_a = member_proba(loaded, drawings, batch_size=8, tta=2, seed=5)
+    tta_b = member_proba(loaded, drawings, batch_size=8, tta=2, seed=5)
     assert np.array_equal(tta_a, tta_b)
     assert not np.allclose(plain, tta_a)
     run_predict(paths, tta=2)
@@ -239,11 +239,9 @@ def test_tta_is_reproducible_and_changes_probabilities(paths: Paths) -> None:
 
 def test_probabilities_do_not_depend_on_batch_size(paths: Paths) -> None:
     drawings = DrawingStore(paths.store_path).split("test").read()
-    model, meta = load_model(gru_path(paths))
-    one_batch = predict_proba(model, meta, drawings, batch_size=64)
-    np.testing.assert_allclose(
-        predict_proba(model, meta, drawings, batch_size=7), one_batch, atol=1e-6
-    )
+    loaded = load_model(gru_path(paths))
+    one_batch = member_proba(loaded, drawings, batch_size=64)
+    np.testing.assert_allclose(member_proba(loaded, drawings, batch_size=7), one_batch, atol=1e-6)
 
 
 def test_prior_correction_is_applied_to_valid_rows(paths: Paths) -> None:
@@ -253,8 +251,8 @@ def test_prior_correction_is_applied_to_valid_rows(paths: Paths) -> None:
     run_predict(paths, prior_correction=True)
     test = DrawingStore(paths.store_path).split("test")
     keep = np.flatnonzero(test.valid)
-    model, meta = load_model(gru_path(paths))
-    proba = predict_proba(model, meta, test.read().take(keep), batch_size=8)
+    loaded = load_model(gru_path(paths))
+    proba = member_proba(loaded, test.read().take(keep), batch_size=8)
     balanced = reference_balance(proba)
     got = submitted_classes(paths.submission_csv)
     for row, i in zip(balanced, keep.tolist(), strict=True):

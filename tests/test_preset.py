@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.common.config import load_members
 from pipeline.common.errors import ConfigError
+from pipeline.models.members import load_members
 from pipeline.preset import apply, load_preset, merged, set_args
 from tests.conftest import REPO_DIR
 
@@ -37,9 +37,25 @@ def test_the_full_gpu_preset_gives_the_cnn_its_own_budget() -> None:
     params = yaml.safe_load((REPO_DIR / "params.yaml").read_text())
     members = load_members(merged(params, load_preset("full-gpu", REPO_DIR / "configs")))
     assert list(members) == ["gru", "bilstm", "cnn"]
-    assert members["cnn"].time_budget_s == 12 * 3600 and members["cnn"].image_size == 128
-    assert members["gru"].time_budget_s == members["bilstm"].time_budget_s == 6 * 3600
-    assert members["bilstm"].model == "bilstm" and members["gru"].model == "gru"
+    cnn, gru, bilstm = members["cnn"], members["gru"], members["bilstm"]
+    assert cnn.train.time_budget_s == 12 * 3600 and cnn.model_cfg.image_size == 128
+    assert gru.train.time_budget_s == bilstm.train.time_budget_s == 6 * 3600
+    assert bilstm.model == "bilstm" and gru.model == "gru"
+    assert gru.model_cfg.hidden_size == bilstm.model_cfg.hidden_size == 256
+
+
+@pytest.mark.parametrize("name", ["full-gpu", "full-multigpu"])
+def test_the_gpu_presets_validate_by_time_alone(name: str) -> None:
+    # A GPU step takes milliseconds: a step cadence would spend the run validating.
+    params = yaml.safe_load((REPO_DIR / "params.yaml").read_text())
+    for member in load_members(merged(params, load_preset(name, REPO_DIR / "configs"))).values():
+        assert member.train.val_every_steps == 0 and member.train.val_every_s >= 600
+
+
+def test_the_multi_gpu_preset_starts_a_process_per_gpu() -> None:
+    params = yaml.safe_load((REPO_DIR / "params.yaml").read_text())
+    members = load_members(merged(params, load_preset("full-multigpu", REPO_DIR / "configs")))
+    assert {m.train.processes for m in members.values()} == {0}  # 0 = one per GPU
 
 
 def test_a_bad_member_key_in_a_preset_names_it(tmp_path: Path) -> None:

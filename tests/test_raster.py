@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.core.drawings import Drawings
-from pipeline.core.raster import MARGIN, render, render_cv2, stroke_starts
+from pipeline.core.drawings import Drawings, stroke_ids, stroke_starts
+from pipeline.core.raster import MARGIN, render, render_cv2
 from pipeline.ingest.parse import parse_drawings
 from tests.conftest import labelled_random_drawings
 
@@ -135,7 +135,9 @@ def test_line_width_is_a_square_brush() -> None:
 @pytest.mark.parametrize("n", [1, 5])
 def test_shape_dtype_and_margin(size: int, n: int) -> None:
     d = labelled_random_drawings(np.random.default_rng(size + n), n)
-    images = render(d.points[:, :2], d.offsets, stroke_starts(d.points[:, 2], d.offsets), size)
+    images = render(
+        d.points[:, :2], d.offsets, stroke_starts(stroke_ids(d.points[:, 2], d.offsets)), size
+    )
     assert images.shape == (n, 3, size, size) and images.dtype == np.uint8
     border = np.ones((size, size), bool)
     border[MARGIN:-MARGIN, MARGIN:-MARGIN] = False
@@ -148,7 +150,7 @@ def test_stroke_starts_follow_the_pen() -> None:
     # pen = 1 on each stroke's last point; drawings 0..2 (the middle one empty), 2 + 0 + 3 points
     pen = np.array([0, 1, 1, 0, 1], np.uint8)
     offsets = np.array([0, 2, 2, 5])
-    np.testing.assert_array_equal(stroke_starts(pen, offsets), [1, 0, 1, 1, 0])
+    np.testing.assert_array_equal(stroke_starts(stroke_ids(pen, offsets)), [1, 0, 1, 1, 0])
 
 
 def test_bad_inputs_are_refused() -> None:
@@ -163,7 +165,11 @@ def test_bad_inputs_are_refused() -> None:
 
 def agreement(d: Drawings, size: int) -> float:
     """Share of inked pixels (in either image) where render and render_cv2 differ."""
-    args = (d.points[:, :2].astype(np.float32), d.offsets, stroke_starts(d.points[:, 2], d.offsets))
+    args = (
+        d.points[:, :2].astype(np.float32),
+        d.offsets,
+        stroke_starts(stroke_ids(d.points[:, 2], d.offsets)),
+    )
     a, b = render(*args, size), render_cv2(*args, size)
     assert a.shape == b.shape
     inked = (a[:, 0] > 0) | (b[:, 0] > 0)

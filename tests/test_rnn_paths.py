@@ -6,15 +6,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from pipeline.core.features import N_FEATURES
-from pipeline.models import build_model
 from pipeline.models.rnn import SequenceClassifier
-from tests.test_model import N_CLASSES, random_batch, small_config
+from tests.test_model import N_CLASSES, random_batch, small_model
 
 SEQUENCE_MODELS = ["gru", "bilstm"]
 # Ragged, two drawings of one step, and padded beyond the longest (16 > 12).
@@ -29,7 +29,7 @@ def padded_batch(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 
 def sequence_model(model: str, seed: int = 0, **changes: object) -> SequenceClassifier:
     torch.manual_seed(seed)
-    net = build_model(small_config(model, **changes))
+    net = small_model(model, **changes)
     assert isinstance(net, SequenceClassifier)
     return net
 
@@ -70,7 +70,7 @@ def test_paths_give_the_same_logits(model: str, num_layers: int, stride: int, po
 @pytest.mark.parametrize("model", SEQUENCE_MODELS)
 def test_paths_agree_without_a_conv_front_end(model: str) -> None:
     # The RNN reads the features directly: lengths are not strided, inputs not masked by a conv.
-    net = sequence_model(model, conv_channels=[], conv_stride=1).eval()
+    net = sequence_model(model, conv_channels=(), conv_stride=1).eval()
     x, lengths = padded_batch(seed=1)
     with torch.no_grad():
         torch.testing.assert_close(
@@ -201,3 +201,35 @@ def test_unknown_path_is_refused() -> None:
     x, lengths = padded_batch()
     with pytest.raises(ValueError, match="rnn_path"):
         net(x, lengths)
+
+
+@pytest.mark.parametrize("model", SEQUENCE_MODELS)
+def test_batches_arrive_longest_first_so_packing_needs_no_permutation(
+    model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Sorting on the host as batches are made spares the fused path the sort permutation
+    # (a host-to-device copy) and the unsort gather; an unsorted batch still works.
+    from pipeline.core.encoders import PointsEncoder
+    from pipeline.models import rnn
+    from pipeline.training.batches import make_batch
+    from tests.conftest import labelled_random_drawings
+
+    sorted_flags: list[bool] = []
+    pack = rnn.pack_padded_sequence
+
+    def spy(h: torch.Tensor, lengths: torch.Tensor, **kwargs: bool) -> rnn.PackedSequence:
+        sorted_flags.append(kwargs["enforce_sorted"])
+        return pack(h, lengths, **kwargs)
+
+    monkeypatch.setattr(rnn, "pack_padded_sequence", spy)
+    drawings = labelled_random_drawings(np.random.default_rng(0), 20)
+    x, lengths, _ = make_batch(drawings, PointsEncoder(32))
+    assert torch.equal(lengths, lengths.sort(descending=True).values)
+    net = sequence_model(model).eval()
+    with torch.no_grad():
+        fused = run(net, "fused", x, lengths)
+        assert sorted_flags == [True]  # one packing per forward pass
+        shuffled = torch.randperm(len(lengths), generator=torch.Generator().manual_seed(0))
+        again = run(net, "fused", x[shuffled], lengths[shuffled])
+    assert sorted_flags[-1] is False  # packed with a permutation, same answers
+    torch.testing.assert_close(again, fused[shuffled], **TOL)

@@ -10,25 +10,24 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.common.errors import ConfigError
 from pipeline.common.paths import Paths
-from pipeline.core.encoders import Encoder
+from pipeline.core.encoders import PointsEncoder
 from pipeline.core.features import Augment
 from pipeline.core.store import DrawingStore
 from pipeline.models.checkpoint import load_model
-from pipeline.models.inference import predict_proba
+from pipeline.models.predictor import member_proba
 from pipeline.train import main, run
 from pipeline.training.batches import TrainBatches, make_loader, shard_blocks
 from pipeline.training.schedule import budget_steps, lr_at
 from tests.conftest import (
     make_polygon_store,
+    member_config,
     reference_scores,
     reference_top_k,
-    train_config,
     write_params,
 )
 
-POINTS = Encoder("points", 64)  # per-point features of at most 64 points
+POINTS = PointsEncoder(64)  # per-point features of at most 64 points
 
 
 @pytest.fixture
@@ -46,6 +45,12 @@ def run_paths(root: Path, store_path: Path, member: str = "gru") -> Paths:
 
 def final_weights(checkpoint_dir: Path) -> dict[str, torch.Tensor]:
     return torch.load(checkpoint_dir / "last.pt", weights_only=True)["model"]
+
+
+def history(paths: Paths) -> list[dict[str, float]]:
+    """The validation rows of a run (checkpoints/<member>/history.jsonl)."""
+    text = (paths.checkpoint_dir / "history.jsonl").read_text()
+    return [json.loads(line) for line in text.splitlines()]
 
 
 def test_lr_warms_up_then_decays_to_near_zero() -> None:
@@ -105,14 +110,14 @@ def test_shards_split_blocks_between_ranks() -> None:
 def test_training_learns_and_exports_the_best_model(
     store_path: Path, tmp_path: Path, params: dict
 ) -> None:
-    cfg = train_config(params, epochs=6, learning_rate=0.01)
+    cfg = member_config(params, epochs=6, learning_rate=0.01)
     paths = run_paths(tmp_path, store_path)
     result = run(cfg, paths)
-    history = torch.load(paths.checkpoint_dir / "last.pt", weights_only=True)["state"]["history"]
-    assert history[-1]["train/loss"] < history[0]["train/loss"] * 0.8
-    assert result.summary["val/map3"] == max(row["val/map3"] for row in history)
+    rows = history(paths)
+    assert rows[-1]["train/loss"] < rows[0]["train/loss"] * 0.8
+    assert result.summary["val/map3"] == max(row["val/map3"] for row in rows)
     assert result.summary["val/map3"] > 0.6  # 4 shapes; chance is ~0.46
-    _, meta = load_model(paths.model_path)
+    meta = load_model(paths.model_path).meta
     assert meta["classes"] == ["shape0", "shape1", "shape2", "shape3"]
     assert meta["val/map3"] == result.summary["val/map3"]
     # dvclive: curves per epoch, a summary of the best checkpoint, and no dvc.yaml of its own.
@@ -133,7 +138,7 @@ def test_training_learns_and_exports_the_best_model(
     ]
     assert [float(r[2]) for r in rows[1:]] == [1, 2, 3, 4, 5, 6]
     assert [float(r[6]) for r in rows[1:]] == pytest.approx(
-        [h["val/map3"] for h in history], rel=1e-5
+        [h["val/map3"] for h in history(paths)], rel=1e-5
     )
     assert not (paths.live_dir / "dvc.yaml").exists()
 
@@ -141,7 +146,7 @@ def test_training_learns_and_exports_the_best_model(
 def test_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one(
     store_path: Path, tmp_path: Path, params: dict
 ) -> None:
-    cfg = train_config(params, epochs=2)
+    cfg = member_config(params, epochs=2)
     torch.use_deterministic_algorithms(True)
     try:
         a, b = run_paths(tmp_path / "a", store_path), run_paths(tmp_path / "b", store_path)
@@ -157,9 +162,10 @@ def test_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one(
     finally:
         torch.use_deterministic_algorithms(False)
     resumed = torch.load(b.checkpoint_dir / "last.pt", weights_only=True)["state"]
-    assert resumed["step"] == 10 and len(resumed["history"]) == 2
+    assert resumed["step"] == 10 and resumed["n_rows"] == len(history(b)) == 2
     assert resumed["elapsed_s"] > last["state"]["elapsed_s"]
-    assert resumed["history"][-1]["time_s"] > 1e6  # the epoch ended after the killed run's time
+    assert history(b)[-1]["time_s"] > 1e6  # the epoch ended after the killed run's time
+    assert [r["val/map3"] for r in history(a)] == [r["val/map3"] for r in history(b)]
     a, b = final_weights(a.checkpoint_dir), final_weights(b.checkpoint_dir)
     assert a.keys() == b.keys()
     for name in a:
@@ -170,9 +176,9 @@ def test_checkpoint_from_other_params_is_ignored(
     store_path: Path, tmp_path: Path, params: dict, caplog: pytest.LogCaptureFixture
 ) -> None:
     paths = run_paths(tmp_path, store_path)
-    run(train_config(params, epochs=1), paths, stop_after_steps=2, log_live=False)
+    run(member_config(params, epochs=1), paths, stop_after_steps=2, log_live=False)
     with caplog.at_level(logging.INFO, logger="pipeline.training"):
-        run(train_config(params, epochs=1, hidden_size=8), paths, log_live=False)
+        run(member_config(params, epochs=1, hidden_size=8), paths, log_live=False)  # a model key
     assert "other params or data; starting fresh" in caplog.text
     assert "resuming" not in caplog.text
 
@@ -183,7 +189,7 @@ def test_stage_runs_from_the_repo_root_with_default_paths(workdir: Path, params:
     make_polygon_store(workdir / "data" / "processed" / "drawings.zarr")
     main(["--member", "gru"])  # as `dvc repro train@gru` runs it
     # One epoch of 160 drawings in batches of 32: 5 steps, the exported model the one logged.
-    _, meta = load_model(workdir / "models" / "members" / "gru" / "model.pt")
+    meta = load_model(workdir / "models" / "members" / "gru" / "model.pt").meta
     assert meta["classes"] == ["shape0", "shape1", "shape2", "shape3"]
     state = torch.load(workdir / "checkpoints" / "gru" / "last.pt", weights_only=True)["state"]
     assert state["step"] == state["total_steps"] == 5 and state["finished"]
@@ -199,20 +205,20 @@ def test_without_a_member_every_member_is_trained_with_its_own_params(
     # `train` (a member named after no family says which it is).
     params["train"] |= {"epochs": 1, "threads": 1}
     params["ensemble"]["members"] = ["gru", "small"]
-    params["members"] = {"small": {"model": "bilstm", "batch_size": 16, "hidden_size": 8}}
+    params["members"]["small"] = params["members"]["bilstm"] | {"batch_size": 16, "hidden_size": 8}
     write_params(workdir, params)
     make_polygon_store(workdir / "data" / "processed" / "drawings.zarr")
     main([])
     steps = {"gru": 5, "small": 10}  # 160 drawings in batches of 32, and of 16
     for member, model in (("gru", "gru"), ("small", "bilstm")):
-        _, meta = load_model(workdir / "models" / "members" / member / "model.pt")
-        assert (meta["train_cfg"]["model"], meta["model_cfg"]["model"]) == (model, model)
+        meta = load_model(workdir / "models" / "members" / member / "model.pt").meta
+        assert meta["model"] == model
         state = torch.load(workdir / "checkpoints" / member / "last.pt", weights_only=True)["state"]
         assert state["step"] == steps[member], member
         assert (workdir / "dvclive" / member / "curves.tsv").is_file()
     assert meta["model_cfg"]["hidden_size"] == 8  # the small member's own size
-    _, gru_meta = load_model(workdir / "models" / "members" / "gru" / "model.pt")
-    assert gru_meta["model_cfg"]["hidden_size"] == params["train"]["hidden_size"]
+    gru_meta = load_model(workdir / "models" / "members" / "gru" / "model.pt").meta
+    assert gru_meta["model_cfg"]["hidden_size"] == params["members"]["gru"]["hidden_size"]
 
 
 def test_a_member_not_in_the_ensemble_is_refused(
@@ -230,7 +236,7 @@ def test_validation_runs_at_its_step_cadence_and_at_the_end(
     store_path: Path, tmp_path: Path, params: dict
 ) -> None:
     # 2 epochs of 5 batches, a validation every 3 steps: rows at 3, 6, 9 and the end (10).
-    cfg = train_config(params, epochs=2, val_every_steps=3)
+    cfg = member_config(params, epochs=2, val_every_steps=3)
     paths = run_paths(tmp_path, store_path)
     result = run(cfg, paths)
     rows = (paths.live_dir / "curves.tsv").read_text().splitlines()
@@ -239,8 +245,7 @@ def test_validation_runs_at_its_step_cadence_and_at_the_end(
     assert steps == [3, 6, 9, 10]
     epochs = [float(r.split("\t")[2]) for r in rows[1:]]
     assert epochs == [0.6, 1.2, 1.8, 2.0]
-    history = torch.load(paths.checkpoint_dir / "last.pt", weights_only=True)["state"]["history"]
-    best = max(history, key=lambda r: r["val/map3"])
+    best = max(history(paths), key=lambda r: r["val/map3"])
     assert result.summary["best/step"] == best["step"]  # the best is chosen at that cadence too
 
 
@@ -248,15 +253,21 @@ def test_a_time_budget_alone_decides_the_length(
     store_path: Path, tmp_path: Path, params: dict
 ) -> None:
     # One epoch would take a fraction of a second; 3 s of budget runs many more than `epochs`.
-    cfg = train_config(params, epochs=1, time_budget_s=3.0)
+    cfg = member_config(params, epochs=1, time_budget_s=3.0)
     result = run(cfg, run_paths(tmp_path, store_path), log_live=False)
     assert result.summary["epochs"] > 1
     assert 2.5 <= result.summary["time_s"] < 6.0  # stops when the next steps would not fit
 
 
-def test_an_unknown_model_family_is_refused_before_any_work(tmp_path: Path, params: dict) -> None:
-    with pytest.raises(ConfigError, match=r"param 'train\.model' must be one of \['gru', 'bilstm'"):
-        run(train_config(params, model="transformer"), Paths.under(tmp_path))  # no store needed
+def test_an_unknown_model_family_is_refused_before_any_work(
+    workdir: Path, params: dict, capsys: pytest.CaptureFixture
+) -> None:
+    params["members"]["gru"]["model"] = "transformer"
+    write_params(workdir, params)  # and no store: the params fail first
+    with pytest.raises(SystemExit):
+        main([])
+    err = capsys.readouterr().err
+    assert "param 'members.gru.model' must be one of ['gru', 'bilstm', 'cnn']" in err
 
 
 def test_missing_store_says_what_to_do(workdir: Path, capsys: pytest.CaptureFixture) -> None:
@@ -273,13 +284,14 @@ def test_a_cnn_member_trains_on_rendered_drawings_and_exports_what_it_was_fed(
     # The image family through the same loop, into its member's places: the checkpoint says it
     # was fed images of that size, and inference from the checkpoint alone (re-rendering the
     # val drawings) reproduces the val MAP@3 training logged for it.
-    cfg = train_config(params, model="cnn", image_size=32, backbone="resnet10t", epochs=2)
+    cfg = member_config(params, model="cnn", image_size=32, backbone="resnet10t", epochs=2)
     paths = run_paths(tmp_path, store_path, "cnn")
     result = run(cfg, paths, log_live=False)
     assert paths.model_path == tmp_path / "models" / "members" / "cnn" / "model.pt"
-    model, meta = load_model(paths.model_path)
+    loaded = load_model(paths.model_path)
+    meta = loaded.meta
     assert meta["features"]["kind"] == "image" and meta["features"]["image_size"] == 32
     val = DrawingStore(store_path).split("val").read()
-    proba = predict_proba(model, meta, val, batch_size=16)
+    proba = member_proba(loaded, val, batch_size=16)
     expected = reference_scores(reference_top_k(proba), val.labels)["map3"]
     assert meta["val/map3"] == result.summary["val/map3"] == pytest.approx(expected)

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from pipeline.common.config import SECTIONS, from_dict, load_members, load_params, load_section
+from pipeline.common.config import SECTIONS, load_params, load_section, validate_sections
 from pipeline.common.errors import PipelineError
 from pipeline.common.paths import PARAMS_PATH, Paths
 
@@ -46,12 +46,9 @@ def stage_main(
 
 def load_stage_params(section: str, path: Path) -> Any:
     """The stage's section, after checking every section of the file: a bad `predict` value
-    stops `dvc exp run` at its first stage, not after ten hours of training."""
-    params = load_params(path)
-    for name in params.keys() & SECTIONS.keys():
-        from_dict(SECTIONS[name], params[name], name)
-    if "ensemble" in params:
-        load_members(params)
+    stops `dvc exp run` at its first stage, not after ten hours of training. (Each member's
+    model keys are checked as the train stages start, before any training.)"""
+    validate_sections(load_params(path))
     return load_section(section, SECTIONS[section], path)
 
 

@@ -1,6 +1,8 @@
 """Typed, strict params: one frozen, validated dataclass per section of `params.yaml`.
 
-A stage loads only its own section: `cfg = load_section("train", TrainConfig)`. Unknown or
+A stage loads only its own section: `cfg = load_section("train", TrainConfig)`; the `members`
+section (each member's model family and its keys) loads through `pipeline.models.members`,
+which knows the families. Unknown or
 missing keys, wrong types, bad choices and values out of range raise `ConfigError` naming the key,
 the value and what is allowed, so a typo in `dvc exp run -S train.hiden_size=256` or a
 `train.batch_size: 0` fails at once with one line instead of a traceback deep in a stage.
@@ -24,14 +26,14 @@ from pipeline.common.paths import PARAMS_PATH
 T = TypeVar("T")
 
 # Strict types (YAML `1` is fine for a float; `true` is not an int), every float finite.
-_STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 Count = Annotated[int, Field(ge=0)]  # 0 is meaningful (none / off / all cores)
 Positive = Annotated[int, Field(ge=1)]
 Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
 Seconds = Annotated[float, Field(ge=0)]  # 0 = off
 Fraction = Annotated[float, Field(ge=0, lt=1)]  # a probability or share that cannot be 1
 # YAML lists become tuples, so a frozen config is immutable all the way down (and hashable).
-_as_tuple = BeforeValidator(lambda v: tuple(v) if isinstance(v, list) else v)
+AsTuple = BeforeValidator(lambda v: tuple(v) if isinstance(v, list) else v)
 
 
 def _odd(value: int) -> int:
@@ -40,7 +42,10 @@ def _odd(value: int) -> int:
     return value
 
 
-@dataclass(frozen=True, config=_STRICT)
+OddPositive = Annotated[int, Field(ge=1), AfterValidator(_odd)]
+
+
+@dataclass(frozen=True, config=STRICT)
 class DownloadConfig:
     source: Literal["synthetic", "kaggle", "local", "ndjson"]
     path: str  # folder for `local` (Kaggle layout) or `ndjson` (<word>.ndjson files)
@@ -52,7 +57,7 @@ class DownloadConfig:
     seed: Seed
 
 
-@dataclass(frozen=True, config=_STRICT)
+@dataclass(frozen=True, config=STRICT)
 class PreprocessConfig:
     max_per_class: Count  # 0 = no cap
     val_per_class: Count  # validation drawings per class, chosen by key_id hash
@@ -64,9 +69,10 @@ class PreprocessConfig:
     seed: Seed
 
 
-@dataclass(frozen=True, config=_STRICT)
+@dataclass(frozen=True, config=STRICT)
 class TrainConfig:
-    model: str  # a name in pipeline.models.MODELS: gru | bilstm | cnn (checked as a stage starts)
+    """How every member trains; its model is its family's config (`members.<name>`)."""
+
     epochs: Positive  # the run's length when there is no time budget
     time_budget_s: Seconds  # > 0: this much training time alone sets the length (epochs unused)
     val_every_steps: Count  # validate (and log, keep the best) every this many steps; 0 = off
@@ -77,17 +83,6 @@ class TrainConfig:
     weight_decay: Annotated[float, Field(ge=0)]
     clip_grad_norm: Annotated[float, Field(gt=0)]
     label_smoothing: Fraction
-    hidden_size: Positive
-    num_layers: Positive
-    conv_channels: Annotated[tuple[Positive, ...], _as_tuple]
-    conv_kernel: Annotated[Positive, AfterValidator(_odd)]
-    conv_stride: Positive  # stride of the first conv layer (2 halves the RNN's steps)
-    batch_norm: bool
-    dropout: Fraction
-    pooling: Literal["sum", "mean", "max", "meanmax"]
-    max_points: Positive
-    image_size: Annotated[int, Field(ge=16, le=512)]  # cnn: rendered image side, pixels
-    backbone: str  # cnn: a timm model name, built from scratch (no pretrained download)
     aug_scale: Fraction
     aug_shear: Annotated[float, Field(ge=0, le=1)]
     aug_rotate_deg: Annotated[float, Field(ge=0, le=180)]
@@ -100,15 +95,17 @@ class TrainConfig:
     seed: Seed
 
 
-@dataclass(frozen=True, config=_STRICT)
+@dataclass(frozen=True, config=STRICT)
 class EvaluateConfig:
     batch_size: Positive
+    threads: Count  # torch threads on the CPU; 0 = every core
     gallery_size: Count
 
 
-@dataclass(frozen=True, config=_STRICT)
+@dataclass(frozen=True, config=STRICT)
 class PredictConfig:
     batch_size: Positive
+    threads: Count  # torch threads on the CPU; 0 = every core
     tta: Count  # extra augmented passes averaged in; 0 = off
     prior_correction: bool  # push predictions towards a balanced test set
     seed: Seed
@@ -124,14 +121,15 @@ def _member_names(members: tuple[str, ...]) -> tuple[str, ...]:
     return members
 
 
-@dataclass(frozen=True, config=_STRICT)
+@dataclass(frozen=True, config=STRICT)
 class EnsembleConfig:
     members: Annotated[
-        tuple[str, ...], _as_tuple, Field(min_length=1), AfterValidator(_member_names)
+        tuple[str, ...], AsTuple, Field(min_length=1), AfterValidator(_member_names)
     ]  # one train stage each (train@<name>), combined by the blend stage
     method: Literal["logreg", "weights", "mean"]  # how the blend stage combines the members
     regularization: Annotated[float, Field(gt=0)]  # logreg: inverse strength (sklearn's C)
     batch_size: Positive  # inference batch for the members' probabilities
+    threads: Count  # torch threads on the CPU; 0 = every core
 
 
 SECTIONS: dict[str, type] = {
@@ -144,41 +142,69 @@ SECTIONS: dict[str, type] = {
 }
 
 
-def load_members(params: dict[str, Any]) -> dict[str, TrainConfig]:
-    """Each ensemble member's `TrainConfig`: the `train` section with the member's own keys
-    from the `members` section on top (its `model` defaults to the member's name).
+def member_sections(params: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The `members.<name>` mapping of each member of `ensemble.members`, in that order; every
+    entry of the `members` section (used by the ensemble or not) must name its `model`.
 
-    Unknown keys and bad values are a `ConfigError` naming `members.<name>.<key>`.
+    The keys themselves (the family's and any `train` key the member overrides) are checked by
+    `pipeline.models.members.load_members`, which knows the families; this is what every stage
+    can check without importing them.
     """
     ensemble = from_dict(EnsembleConfig, params.get("ensemble"), "ensemble")
-    overrides = params.get("members") or {}
-    if not isinstance(overrides, dict):
-        raise ConfigError("'members' must be a mapping of member name -> train keys")
+    sections = params.get("members")
+    if not isinstance(sections, dict):
+        raise ConfigError("missing section 'members' (each ensemble member's model and its keys)")
+    for name, own in sections.items():
+        if not isinstance(own, dict):
+            raise ConfigError(f"'members.{name}' must be a mapping of the member's keys")
+        if not isinstance(own.get("model"), str):
+            raise ConfigError(f"param 'members.{name}.model' must name a model family")
+    missing = [name for name in ensemble.members if name not in sections]
+    if missing:
+        raise ConfigError(
+            f"missing params 'members.{missing[0]}' (ensemble.members names it: its `model` and "
+            "its family's keys)"
+        )
+    return {name: sections[name] for name in ensemble.members}
+
+
+def member_train_config(
+    params: dict[str, Any], overrides: dict[str, Any], name: str
+) -> TrainConfig:
+    """The `train` section with a member's own `train` keys on top; errors name the key where
+    the user wrote it (`members.<name>.<key>` for an override)."""
     train = params.get("train")
     if not isinstance(train, dict):
         raise ConfigError("missing section 'train'")
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    configs = {}
-    for name in ensemble.members:
-        own = overrides.get(name) or {}
-        if not isinstance(own, dict):
-            raise ConfigError(f"'members.{name}' must be a mapping of train keys")
-        unknown = sorted(set(own) - known)
-        if unknown:
-            raise ConfigError(f"unknown param 'members.{name}.{unknown[0]}' (a key of 'train')")
-        merged = {**train, "model": own.get("model", name), **own}
-        configs[name] = _member_config(merged, own, name)
-    return configs
-
-
-def _member_config(merged: dict[str, Any], own: dict[str, Any], name: str) -> TrainConfig:
     try:
-        return from_dict(TrainConfig, merged, "train")
-    except ConfigError as err:  # name the key where the user wrote it
+        return from_dict(TrainConfig, {**train, **overrides}, "train")
+    except ConfigError as err:
         text = str(err)
-        for key in own:
+        for key in overrides:
             text = text.replace(f"'train.{key}'", f"'members.{name}.{key}'")
         raise ConfigError(text) from None
+
+
+def validate_sections(params: dict[str, Any]) -> None:
+    """Check every known section of a params dict, the members' outline and the `train` keys
+    members override (`ConfigError`); the family keys are `load_members`'s to check."""
+    for name in params.keys() & SECTIONS.keys():
+        from_dict(SECTIONS[name], params[name], name)
+    if "ensemble" in params:
+        member_sections(params)
+        train_keys = {f.name for f in dataclasses.fields(TrainConfig)}
+        for name, own in params["members"].items():
+            member_train_config(params, {k: v for k, v in own.items() if k in train_keys}, name)
+
+
+def set_dotted(params: dict[str, Any], dotted: str, value: Any) -> None:
+    """`params["a"]["b"]["c"] = value` for "a.b.c", making the mappings on the way (as
+    `dvc exp run -S a.b.c=value` does)."""
+    *parents, key = dotted.split(".")
+    node = params
+    for name in parents:
+        node = node.setdefault(name, {})
+    node[key] = value
 
 
 def flatten(values: dict[str, Any], prefix: str = "", sep: str = ".") -> dict[str, Any]:

@@ -212,3 +212,28 @@ def _decimate(points: np.ndarray, lengths: np.ndarray, m: int) -> np.ndarray:
     ends[m - 1 :: m] = True
     kept[:, 2] = ends
     return kept
+
+
+def stroke_ids(pen: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """(P,) int64 global stroke number of every point, from pen (P,) (1 on a stroke's last
+    point) and offsets (N+1,): a drawing's end also ends a stroke, so strokes never span two."""
+    ends = pen.astype(np.bool_)  # a copy: the drawing ends are added below
+    ends[offsets[1:][np.diff(offsets) > 0] - 1] = True
+    ids = np.zeros(len(pen), np.int64)
+    if len(pen) > 1:
+        np.cumsum(ends[:-1], out=ids[1:])
+    return ids
+
+
+def stroke_starts(stroke: np.ndarray) -> np.ndarray:
+    """(P,) bool, True on the first point of each stroke, from `stroke_ids`."""
+    starts = np.ones(len(stroke), np.bool_)
+    starts[1:] = stroke[1:] != stroke[:-1]
+    return starts
+
+
+def stroke_ends(stroke: np.ndarray) -> np.ndarray:
+    """(P,) bool, True on the last point of each stroke, from `stroke_ids`."""
+    ends = np.ones(len(stroke), np.bool_)
+    ends[:-1] = stroke[1:] != stroke[:-1]
+    return ends

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.core.drawings import Drawings, cap_points
+from pipeline.core.drawings import Drawings, cap_points, stroke_ends, stroke_ids, stroke_starts
 
 FEATURE_VERSION = 2
 FEATURES = (
@@ -63,15 +63,14 @@ class Augment:
         return any((self.scale, self.shear, self.rotate_deg, self.jitter, self.stroke_dropout))
 
     @staticmethod
-    def from_train_cfg(cfg: Any) -> Augment:
-        """From a TrainConfig or its dict form (as stored in checkpoints)."""
-        get = cfg.get if isinstance(cfg, dict) else lambda k: getattr(cfg, k)
+    def from_train(cfg: Any) -> Augment:
+        """The strengths a `TrainConfig` (its `aug_*` params) asks for."""
         return Augment(
-            scale=get("aug_scale"),
-            shear=get("aug_shear"),
-            rotate_deg=get("aug_rotate_deg"),
-            jitter=get("aug_jitter"),
-            stroke_dropout=get("aug_stroke_dropout"),
+            scale=cfg.aug_scale,
+            shear=cfg.aug_shear,
+            rotate_deg=cfg.aug_rotate_deg,
+            jitter=cfg.aug_jitter,
+            stroke_dropout=cfg.aug_stroke_dropout,
         )
 
 
@@ -102,7 +101,7 @@ def featurize(
     lengths = np.diff(offsets)
     owner = np.repeat(np.arange(len(lengths)), lengths)  # (P',) drawing of each point
     local = np.arange(len(xy)) - offsets[:-1][owner]  # (P',) index within its drawing
-    return _features(xy, offsets, owner, local, _ends(stroke), stroke), offsets
+    return _features(xy, offsets, owner, local, stroke), offsets
 
 
 def augmented_points(
@@ -122,7 +121,7 @@ def augmented_points(
         drawings = _drop_strokes(drawings, augment.stroke_dropout, rng)
     drawings, _ = cap_points(drawings, max_points)
     points, offsets = drawings.points, drawings.offsets
-    stroke = _stroke_ids(points[:, 2].astype(bool), offsets)  # (P',) global stroke number
+    stroke = stroke_ids(points[:, 2], offsets)  # (P',) global stroke number
     xy = points[:, :2].astype(np.float32)  # (P', 2)
     if augment is not None and augment.active:
         lengths = np.diff(offsets)
@@ -137,7 +136,7 @@ def _drop_strokes(drawings: Drawings, p: float, rng: np.random.Generator) -> Dra
     n = len(offsets) - 1
     lengths = np.diff(offsets)
     owner = np.repeat(np.arange(n), lengths)
-    stroke = _stroke_ids(points[:, 2].astype(bool), offsets)  # global stroke number per point
+    stroke = stroke_ids(points[:, 2], offsets)  # global stroke number per point
     n_strokes = int(stroke[-1]) + 1 if len(stroke) else 0
     stroke_owner = np.zeros(n_strokes, np.int64)
     stroke_owner[stroke] = owner
@@ -148,25 +147,6 @@ def _drop_strokes(drawings: Drawings, p: float, rng: np.random.Generator) -> Dra
     new_offsets = np.zeros(n + 1, np.int64)
     np.cumsum(np.bincount(owner[keep], minlength=n), out=new_offsets[1:])
     return Drawings(points[keep], new_offsets)
-
-
-def _stroke_ids(pen: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """Global stroke number per point; a drawing boundary also ends a stroke."""
-    ends = pen.copy()
-    last = offsets[1:][np.diff(offsets) > 0] - 1
-    ends[last] = True
-    ids = np.zeros(len(pen), np.int64)
-    if len(pen) > 1:
-        np.cumsum(ends[:-1], out=ids[1:])
-    return ids
-
-
-def _ends(stroke: np.ndarray) -> np.ndarray:
-    """A point ends a stroke when the next point is in another stroke (or drawing)."""
-    pen_end = np.ones(len(stroke), bool)
-    if len(stroke) > 1:
-        pen_end[:-1] = stroke[1:] != stroke[:-1]
-    return pen_end
 
 
 def _affine(
@@ -198,7 +178,6 @@ def _features(
     offsets: np.ndarray,
     owner: np.ndarray,
     local: np.ndarray,
-    pen_end: np.ndarray,
     stroke: np.ndarray,
 ) -> np.ndarray:
     n_points = len(xy)
@@ -220,8 +199,6 @@ def _features(
     delta = np.zeros_like(pos)
     delta[1:] = pos[1:] - pos[:-1]
     delta[first] = 0
-    stroke_start = np.ones(n_points, bool)
-    stroke_start[1:] = stroke[1:] != stroke[:-1]
     first_stroke = np.zeros(len(lengths), np.int64)
     n_strokes = np.ones(len(lengths), np.int64)
     first_stroke[nonempty] = stroke[starts]
@@ -230,8 +207,8 @@ def _features(
     feats[:, 0:2] = pos
     feats[:, 2:4] = delta
     feats[:, 4] = np.sqrt((delta**2).sum(axis=1))
-    feats[:, 5] = pen_end
-    feats[:, 6] = stroke_start
+    feats[:, 5] = stroke_ends(stroke)
+    feats[:, 6] = stroke_starts(stroke)
     feats[:, 7] = stroke_local / np.maximum(n_strokes - 1, 1)[owner]
     feats[:, 8] = local / np.maximum(lengths - 1, 1)[owner]
     return feats

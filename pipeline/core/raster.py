@@ -44,18 +44,6 @@ import numpy as np
 
 MARGIN = 2  # pixels left blank on each side of the longer bounding-box side
 ORDER_FLOOR = 0.2  # ch1 of the last stroke, as a share of 255
-CHANNELS = ("ink", "stroke_order", "time")
-
-
-def stroke_starts(pen: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """(P,) bool, True on each stroke's first point, from the store's pen (P,) (1 = a stroke's
-    last point) and offsets (N+1,): a point starts a stroke after a pen-up or a drawing's start."""
-    starts = np.zeros(len(pen), np.bool_)
-    if len(pen):
-        starts[1:] = pen[:-1] != 0
-        firsts = offsets[:-1][np.diff(offsets) > 0]
-        starts[firsts] = True
-    return starts
 
 
 def render(

@@ -1,25 +1,58 @@
 """Model files: `{"model": state_dict, "meta": {...}}`, written atomically, read safely.
 
-`meta` holds `classes`, `train_cfg`, `model_cfg` (the family's config as a dict), `features`
-(the input encoder: `pipeline.core.encoders.Encoder.meta()`) and the data `fingerprint`. Files
-load with `torch.load(..., weights_only=True)`, so a pickle carrying code is refused unrun.
-Training's resumable `last.pt` is the same format plus optimiser and RNG state.
+`meta` holds `classes`, `model` (the family's name), `model_cfg` (its config as a dict),
+`features` (the input encoder: `Encoder.meta()`), `augment` (the training augmentation, what
+test-time augmentation replays), `train_cfg` (the record of how it was trained) and the data
+`fingerprint`. Files load with `torch.load(..., weights_only=True)`, so a pickle carrying code is
+refused unrun, and the config comes back as the family's validated dataclass. Training's
+resumable `last.pt` is the same format plus optimiser and RNG state.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import pickle
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from pipeline.common.errors import PipelineError
+from pipeline.common.config import from_dict, to_dict
+from pipeline.common.errors import ConfigError, PipelineError
 from pipeline.common.files import atomic_file
-from pipeline.core.encoders import Encoder
-from pipeline.models import build_model
+from pipeline.core.encoders import Encoder, encoder_from_meta
+from pipeline.core.features import Augment
+from pipeline.models import family
+from pipeline.models.members import MemberConfig
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A trained model ready to run (eval mode, on its device) and what it needs to be fed."""
+
+    model: nn.Module
+    model_name: str  # the family
+    model_cfg: Any  # the family's validated config
+    encoder: Encoder
+    augment: Augment  # the training augmentation (test-time augmentation replays it)
+    classes: tuple[str, ...]
+    meta: dict[str, Any]
+
+
+def model_meta(member: MemberConfig, classes: list[str]) -> dict[str, Any]:
+    """What a checkpoint of `member` records besides its weights (the trainer adds the data
+    fingerprint and the validation figures)."""
+    return {
+        "classes": list(classes),
+        "model": member.model,
+        "model_cfg": to_dict(member.model_cfg),
+        "features": member.encoder().meta(),
+        "augment": dataclasses.asdict(Augment.from_train(member.train)),
+        "train_cfg": to_dict(member.train),
+    }
 
 
 def save_checkpoint(obj: dict[str, Any], path: Path) -> None:
@@ -58,23 +91,36 @@ def read_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str,
     return ckpt
 
 
-def load_model(path: Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """The model of a checkpoint (eval mode, on `device`) and its meta dict."""
+def load_model(path: Path, device: torch.device | str = "cpu") -> LoadedModel:
+    """The model of a checkpoint, in eval mode on `device`, with what it needs to be fed."""
     ckpt = read_checkpoint(path, device)
     try:  # a checkpoint from other code, or a damaged one, fails here
         meta = ckpt["meta"]
+        fam = family(meta["model"])
+        model_cfg = from_dict(fam.config, meta["model_cfg"], "model_cfg")
         try:
-            Encoder.from_meta(meta["features"])
+            encoder = encoder_from_meta(meta["features"])
         except ValueError as err:  # made by other featurising or rendering code
             raise PipelineError(f"{path}: {err}; retrain it (`dvc repro train`)") from None
-        model = build_model(meta["model_cfg"])
+        if encoder != fam.encoder(model_cfg):
+            raise ValueError(f"its input ({meta['features']}) is not what its config makes")
+        model = fam.build(model_cfg, len(meta["classes"]))
         model.load_state_dict(ckpt["model"])
-    except (KeyError, TypeError, IndexError, ValueError, RuntimeError) as err:
+        augment = Augment(**meta["augment"])
+    except (KeyError, TypeError, IndexError, ValueError, RuntimeError, ConfigError) as err:
         reason = f"{type(err).__name__}: {err}".splitlines()[0]
         raise PipelineError(
             f"{path} is not a checkpoint of this pipeline ({reason}); retrain it"
         ) from None
-    return model.to(device).eval(), meta
+    return LoadedModel(
+        model.to(device).eval(),
+        meta["model"],
+        model_cfg,
+        encoder,
+        augment,
+        tuple(meta["classes"]),
+        meta,
+    )
 
 
 def check_classes(model_classes: list[str], store_classes: list[str], model_path: Path) -> None:

@@ -18,14 +18,17 @@ from __future__ import annotations
 
 import importlib
 import sys
-from dataclasses import asdict, dataclass
 from types import ModuleType
-from typing import Any
+from typing import Annotated
 
 import torch
+from pydantic import AfterValidator, Field
+from pydantic.dataclasses import dataclass
 from torch import nn
 
-from pipeline.common.errors import ConfigError
+from pipeline.common.config import STRICT, Fraction, Positive
+from pipeline.core.encoders import ImageEncoder
+from pipeline.models.family import Family
 
 # Stand-ins for torchvision's C++ ops when its build does not match torch (see `_timm`); held
 # here so the registration lives as long as the process.
@@ -58,50 +61,32 @@ def _timm() -> ModuleType:
     return importlib.import_module("timm")
 
 
-@dataclass(frozen=True)
+def _timm_model(name: str) -> str:
+    if not _timm().is_model(name):
+        raise ValueError("must be a timm model name (such as resnet10t or convnext_atto)")
+    return name
+
+
+@dataclass(frozen=True, config=STRICT)
 class ImageConfig:
-    """Everything needed to rebuild an image model (stored in checkpoints as a dict)."""
+    """The image family's params (`members.<name>` with `model: cnn`)."""
 
-    model: str  # cnn
-    n_classes: int
-    image_size: int  # S: the renderer draws (3, S, S) images for this model
-    backbone: str  # a timm model name
-    dropout: float  # before the classifier head
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    image_size: Annotated[int, Field(ge=16, le=512)]  # S: the renderer draws (3, S, S) images
+    backbone: Annotated[str, AfterValidator(_timm_model)]  # a timm model name, built from scratch
+    dropout: Fraction  # before the classifier head
+    max_points: Positive  # longer drawings keep this many evenly spaced points before rendering
 
 
 class ImageCNN(nn.Module):
     """`cnn`: rendered drawing (3, S, S) -> timm backbone -> logits."""
 
-    config_type = ImageConfig
-    input_kind = "image"  # the batches pipeline renders images (not point features) for it
-
-    @classmethod
-    def config_from_train(cls, cfg: Any, n_classes: int) -> ImageConfig:
-        """The model's config from the `train` params section."""
-        return ImageConfig(
-            model=cfg.model,
-            n_classes=n_classes,
-            image_size=cfg.image_size,
-            backbone=cfg.backbone,
-            dropout=cfg.dropout,
-        )
-
-    def __init__(self, cfg: ImageConfig) -> None:
+    def __init__(self, cfg: ImageConfig, n_classes: int) -> None:
         super().__init__()
-        self.cfg = cfg
-        timm = _timm()
-        if not timm.is_model(cfg.backbone):
-            raise ConfigError(
-                f"param 'train.backbone' must be a timm model name (such as "
-                f"resnet10t or convnext_atto), got {cfg.backbone!r}"
-            )
-        self.backbone = timm.create_model(
+        self.cfg, self.n_classes = cfg, n_classes
+        self.backbone = _timm().create_model(
             cfg.backbone,
             pretrained=False,
-            num_classes=cfg.n_classes,
+            num_classes=n_classes,
             in_chans=3,
             drop_rate=cfg.dropout,
         )
@@ -111,3 +96,11 @@ class ImageCNN(nn.Module):
         if x.dtype == torch.uint8:
             x = x.float().mul_(1 / 255)  # (B, 3, S, S) in [0, 1]
         return self.backbone(x)
+
+
+CNN = Family(
+    config=ImageConfig,
+    build=ImageCNN,
+    encoder=lambda cfg: ImageEncoder(cfg.max_points, cfg.image_size),
+    fixed_shape=True,
+)

@@ -4,8 +4,9 @@ Both share one shape: an optional conv1d stack (kernel `conv_kernel`, batch norm
 optional; the first layer may stride to halve the steps) -> a stacked bidirectional RNN ->
 masked pooling over the valid steps (sum, mean, max or mean+max) -> dropout -> linear.
 
-- `gru`    (`StrokeRNN`):  GRU cells (the GRU baseline's cell, here bidirectional).
-- `bilstm` (`ConvBiLSTM`): LSTM cells, the TensorFlow tutorial's design.
+One model, the cell picked by name (as pytorch/examples' word_language_model does):
+- `gru`:    GRU cells (the GRU baseline's cell, here bidirectional).
+- `bilstm`: LSTM cells, the TensorFlow tutorial's design.
 
 `forward(x (B, T, F), lengths (B,)) -> logits (B, C)`. Padded steps never leak into a drawing's
 result: conv outputs are zeroed past each length, the RNN never reads padding into a valid step,
@@ -22,86 +23,76 @@ The RNN stack runs one of two ways, with the same weights and the same result (`
   runs where it is and never reads a value back, so this path never syncs with a GPU.
 - `fused` (CUDA's): one bidirectional cuDNN call per layer over a packed batch (both
   directions in one kernel sequence, no padding steps run, no reversal gathers). Packing needs
-  the lengths on the CPU: the trainer keeps them there, so this path does not sync either
-  (lengths on the GPU are read back once per batch).
+  the lengths on the CPU, and batches sorted longest first: training, validation and inference
+  batches arrive sorted (`pipeline.core.encoders.sort_longest_first`), so packing needs no
+  permutation and nothing is copied between host and device. An unsorted batch is packed with
+  `enforce_sorted=False` (a permutation copied to the device and back), as any caller may send.
 
 `rnn_path = None` (the default) picks `fused` for CUDA inputs and `padded` otherwise.
+
+Precision: under autocast the conv stack, pooling and head run in the autocast dtype, but the
+RNN runs in float32 on both paths (`_rnn_precision`). PyTorch's autocast wrapper for cuDNN RNNs
+(aten/src/ATen/native/cudnn/AutocastRNN.cpp, registered for `_cudnn_rnn`) casts the input, the
+hidden state and the weights to float16 (`cached_cast(at::kHalf, ...)`) whatever autocast's
+dtype is: on a bf16 GPU the RNN would silently run in fp16 with no loss scaling, and small
+gradients through 100+ recurrent steps would underflow. float32 (TF32 where cuDNN allows it) is
+exact and needs no scaler.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
-from dataclasses import asdict, dataclass
-from typing import Any
+from collections.abc import Iterator
+from typing import Annotated, Any, Literal
 
 import torch
+from pydantic.dataclasses import dataclass
 from torch import _VF, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
+from pipeline.common.config import STRICT, AsTuple, Fraction, OddPositive, Positive
+from pipeline.core.encoders import PointsEncoder
 from pipeline.core.features import N_FEATURES
+from pipeline.models.family import Family
 from pipeline.models.layers import ConvBlock, masked_pool
 
 RNN_PATHS = ("padded", "fused")
+CELLS: dict[str, type[nn.RNNBase]] = {"gru": nn.GRU, "bilstm": nn.LSTM}  # family -> cell
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)
 class SequenceConfig:
-    """Everything needed to rebuild a sequence model (stored in checkpoints as a dict)."""
+    """The sequence families' params (`members.<name>` with `model: gru` or `bilstm`)."""
 
-    model: str  # gru | bilstm
-    n_features: int
-    n_classes: int
-    hidden_size: int
-    num_layers: int
-    conv_channels: list[int]
-    conv_kernel: int
-    conv_stride: int  # stride of the first conv layer: 2 halves the steps the RNN runs
+    hidden_size: Positive
+    num_layers: Positive
+    conv_channels: Annotated[tuple[Positive, ...], AsTuple]  # () = the RNN reads the features
+    conv_kernel: OddPositive
+    conv_stride: Positive  # stride of the first conv layer: 2 halves the steps the RNN runs
     batch_norm: bool
-    dropout: float
-    pooling: str  # sum | mean | max | meanmax
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    dropout: Fraction
+    pooling: Literal["sum", "mean", "max", "meanmax"]  # masked pooling over the valid steps
+    max_points: Positive  # longer drawings keep this many evenly spaced points
 
 
 class SequenceClassifier(nn.Module):
-    """conv1d stack -> stacked bidirectional RNN -> masked pooling -> linear.
+    """conv1d stack -> stacked bidirectional RNN (`cell`) -> masked pooling -> linear.
 
     `rnn_path`: "padded", "fused" or None (fused on CUDA, padded elsewhere); a runtime choice,
     not part of the config: both paths use the same parameters, so any checkpoint runs on either.
     """
 
-    rnn_type: type[nn.RNNBase] = nn.GRU
-    config_type = SequenceConfig
-    input_kind = "points"  # fed per-point features (`pipeline.core.encoders`)
-
-    @classmethod
-    def config_from_train(cls, cfg: Any, n_classes: int) -> SequenceConfig:
-        """The model's config from the `train` params section."""
-        return SequenceConfig(
-            model=cfg.model,
-            n_features=N_FEATURES,
-            n_classes=n_classes,
-            hidden_size=cfg.hidden_size,
-            num_layers=cfg.num_layers,
-            conv_channels=list(cfg.conv_channels),
-            conv_kernel=cfg.conv_kernel,
-            conv_stride=cfg.conv_stride if cfg.conv_channels else 1,
-            batch_norm=cfg.batch_norm,
-            dropout=cfg.dropout,
-            pooling=cfg.pooling,
-        )
-
-    def __init__(self, cfg: SequenceConfig) -> None:
+    def __init__(self, cfg: SequenceConfig, n_classes: int, cell: str) -> None:
         super().__init__()
-        self.cfg = cfg
+        self.cfg, self.n_classes, self.cell = cfg, n_classes, cell
+        self.rnn_type = CELLS[cell]
         self.rnn_path: str | None = None
-        if cfg.conv_kernel % 2 == 0:
-            raise ValueError("conv_kernel must be odd so outputs line up with inputs")
-        channels = [cfg.n_features, *cfg.conv_channels]
+        self.stride = cfg.conv_stride if cfg.conv_channels else 1
+        channels = [N_FEATURES, *cfg.conv_channels]
         self.convs = nn.ModuleList(
             ConvBlock(
-                a, b, cfg.conv_kernel, cfg.conv_stride if i == 0 else 1, cfg.batch_norm, cfg.dropout
+                a, b, cfg.conv_kernel, self.stride if i == 0 else 1, cfg.batch_norm, cfg.dropout
             )
             for i, (a, b) in enumerate(itertools.pairwise(channels))
         )
@@ -117,7 +108,7 @@ class SequenceClassifier(nn.Module):
         )
         pooled = 2 * cfg.hidden_size * (2 if cfg.pooling == "meanmax" else 1)
         self.dropout = nn.Dropout(cfg.dropout)
-        self.head = nn.Linear(pooled, cfg.n_classes)
+        self.head = nn.Linear(pooled, n_classes)
 
     def resolved_path(self, device: torch.device) -> str:
         """The RNN path a forward pass on `device` takes: `rnn_path`, or by device if None."""
@@ -130,10 +121,9 @@ class SequenceClassifier(nn.Module):
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """x (B, T, F) zero-padded, lengths (B,) int64, each >= 1 -> logits (B, C)."""
         t = x.shape[1]
-        if self.convs:
-            # The first conv layer may stride: steps and lengths shrink to ceil(T / stride).
-            stride = self.cfg.conv_stride
-            t, lengths = (t - 1) // stride + 1, (lengths - 1) // stride + 1
+        if self.stride > 1:
+            # The first conv layer strides: steps and lengths shrink to ceil(T / stride).
+            t, lengths = (t - 1) // self.stride + 1, (lengths - 1) // self.stride + 1
         steps = torch.arange(t, device=lengths.device)[None, :]  # (1, T')
         mask = (steps < lengths[:, None]).to(x.device, non_blocking=True)  # (B, T')
         h = x.transpose(1, 2)  # (B, F, T)
@@ -141,10 +131,11 @@ class SequenceClassifier(nn.Module):
         for conv in self.convs:
             h = conv(h, m)
         h = h.transpose(1, 2)  # (B, T', C)
-        if self.resolved_path(x.device) == "fused":
-            h = self._rnn_fused(h, lengths)  # (B, T', 2H), zeros past each length
-        else:
-            h = self._rnn_padded(h, lengths, steps)  # (B, T', 2H), anything past each length
+        with _rnn_precision(h) as h:
+            if self.resolved_path(x.device) == "fused":
+                h = self._rnn_fused(h, lengths)  # (B, T', 2H), zeros past each length
+            else:
+                h = self._rnn_padded(h, lengths, steps)  # (B, T', 2H), anything past each length
         return self.head(self.dropout(masked_pool(h, mask, self.cfg.pooling)))
 
     def _rnn_padded(
@@ -166,7 +157,9 @@ class SequenceClassifier(nn.Module):
     def _rnn_fused(self, h: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """h (B, T', C) -> (B, T', 2H): one bidirectional call per layer over a packed batch."""
         b, t, _ = h.shape
-        packed = pack_padded_sequence(h, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        lengths = lengths.cpu()  # where they already are (the trainer keeps them on the host)
+        longest_first = bool((lengths[:-1] >= lengths[1:]).all())  # a host read, no device sync
+        packed = pack_padded_sequence(h, lengths, batch_first=True, enforce_sorted=longest_first)
         data, batch_sizes = packed.data, packed.batch_sizes  # (N, C) valid steps; (T',) on CPU
         # One call per layer rather than one for the stack (`num_layers=L, dropout=p`): cuDNN's
         # own inter-layer dropout draws its masks from cuDNN's generator, so the dropout would
@@ -234,13 +227,25 @@ class SequenceClassifier(nn.Module):
                 )
 
 
-class StrokeRNN(SequenceClassifier):
-    """`gru`: bidirectional GRU stack."""
+@contextlib.contextmanager
+def _rnn_precision(h: torch.Tensor) -> Iterator[torch.Tensor]:
+    """Run the RNN in float32 with autocast off (see the module docstring: cuDNN's autocast
+    wrapper would cast it to fp16 whatever autocast's dtype); `h` comes back as float32."""
+    device = h.device.type
+    if not (torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device)):
+        yield h
+        return
+    with torch.autocast(device_type=device, enabled=False):
+        yield h.float()
 
-    rnn_type = nn.GRU
+
+def _sequence_family(cell: str) -> Family[SequenceConfig]:
+    return Family(
+        config=SequenceConfig,
+        build=lambda cfg, n_classes: SequenceClassifier(cfg, n_classes, cell),
+        encoder=lambda cfg: PointsEncoder(cfg.max_points),
+    )
 
 
-class ConvBiLSTM(SequenceClassifier):
-    """`bilstm`: bidirectional LSTM stack (the TensorFlow tutorial's model)."""
-
-    rnn_type = nn.LSTM
+GRU = _sequence_family("gru")
+BILSTM = _sequence_family("bilstm")

@@ -3,14 +3,17 @@
 For ensemble member <m> (`Paths.for_member`):
 
     checkpoints/<m>/last.pt         model, optimiser, scaler, RNG states, `TrainState` (every
-                                    epoch and every `checkpoint_every_s`): a rerun resumes
-                                    mid-epoch from here
+                                    `checkpoint_every_s`, or each epoch's end when that is 0,
+                                    and the run's end): a rerun resumes mid-epoch from here
     checkpoints/<m>/best.pt         the best model by val/map3 so far, with its figures in `meta`
+    checkpoints/<m>/history.jsonl   one line per validation (the curves), appended as they come
     models/members/<m>/model.pt     a copy of best.pt, written when the run ends (the DVC output)
 
-A last.pt whose `meta.fingerprint` differs (other params, other data, other world size) is
-ignored, with a warning, and the run starts fresh. Only rank 0 writes. Every file is written to
-a temporary name and renamed, so a kill never leaves a truncated file.
+A checkpoint's size does not grow with the run: the curves live in history.jsonl, not in
+last.pt, and a resumed run keeps the lines up to its last.pt's step. A last.pt whose
+`meta.fingerprint` differs (other params, other data, other world size) is ignored, with a
+warning, and the run starts fresh. Only rank 0 writes. last.pt and best.pt are written to a
+temporary name and renamed, so a kill never leaves a truncated file.
 """
 
 from __future__ import annotations
@@ -26,11 +29,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from pipeline.common.config import TrainConfig, to_dict
+from pipeline.common.config import to_dict
 from pipeline.common.errors import PipelineError
 from pipeline.common.files import atomic_file
 from pipeline.core.store import DrawingStore
 from pipeline.models.checkpoint import save_checkpoint, unreadable_reason
+from pipeline.models.members import MemberConfig
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +52,10 @@ class TrainState:
     elapsed_s: float = 0.0  # training time across resumes
     total_steps: int = 0  # current estimate of the run's length in steps
     best_map3: float = -1.0
+    best: dict[str, float] = field(default_factory=dict)  # the best validation's row
+    n_rows: int = 0  # validations so far (lines of history.jsonl that belong to this state)
+    val_s: float = 0.0  # time spent validating and writing checkpoints (of elapsed_s)
     finished: bool = False
-    history: list[dict[str, float]] = field(default_factory=list)  # per-epoch dvclive rows
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -60,13 +66,14 @@ def data_digests(store: DrawingStore) -> dict[str, str]:
     return {split: store.attrs["digests"][split] for split in ("train", "val")}
 
 
-def fingerprint(cfg: TrainConfig, store: DrawingStore, world_size: int) -> str:
-    """What a checkpoint must share with this run to be resumed or exported: the params that
-    change the weights, the class list, what the train and val splits hold (their content
-    digests, not just their counts) and the number of ranks."""
-    params = {k: v for k, v in to_dict(cfg).items() if k not in NOT_FINGERPRINTED}
+def fingerprint(member: MemberConfig, store: DrawingStore, world_size: int) -> str:
+    """What a checkpoint must share with this run to be resumed or exported: the model and the
+    params that change the weights, the class list, what the train and val splits hold (their
+    content digests, not just their counts) and the number of ranks."""
+    params = {k: v for k, v in to_dict(member.train).items() if k not in NOT_FINGERPRINTED}
+    model = {"model": member.model, **to_dict(member.model_cfg)}
     data = {"classes": store.classes, "digests": data_digests(store)}
-    blob = json.dumps([params, data, world_size], sort_keys=True, default=str)
+    blob = json.dumps([params, model, data, world_size], sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
 
@@ -76,8 +83,34 @@ class Checkpoints:
     def __init__(self, checkpoint_dir: Path, model_path: Path, is_main: bool) -> None:
         self.last_path = checkpoint_dir / "last.pt"
         self.best_path = checkpoint_dir / "best.pt"
+        self.history_path = checkpoint_dir / "history.jsonl"
         self.model_path = model_path
         self.is_main = is_main
+
+    def append_history(self, row: dict[str, float]) -> None:
+        """One validation's row, appended (a line per row; a kill may cut the last one)."""
+        if self.is_main:
+            self.history_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.history_path, "a") as f:
+                f.write(json.dumps(row) + "\n")
+
+    def _history(self, n_rows: int) -> list[dict[str, float]] | None:
+        """The first `n_rows` rows (those of the state being resumed), the file cut to them:
+        rows a killed run logged after its last.pt are forgotten, as its steps are. None if the
+        file holds fewer."""
+        rows: list[dict[str, float]] = []
+        if self.history_path.is_file():
+            for line in self.history_path.read_text().splitlines()[:n_rows]:
+                try:
+                    rows.append(json.loads(line))
+                except ValueError:  # a line cut by a kill: it and what follows are not kept
+                    break
+        if len(rows) != n_rows:
+            return None
+        if self.is_main:
+            with atomic_file(self.history_path) as f:
+                f.writelines(json.dumps(row) + "\n" for row in rows)
+        return rows
 
     def save_last(
         self,
@@ -120,9 +153,10 @@ class Checkpoints:
             shutil.copyfileobj(src, dst, 1 << 20)
 
     def start_fresh(self) -> None:
-        """Forget an earlier run's best model, so only this run's can be exported."""
+        """Forget an earlier run's best model and curves, so only this run's are kept."""
         if self.is_main:
             self.best_path.unlink(missing_ok=True)
+            self.history_path.unlink(missing_ok=True)
 
     def load_last(self, device: torch.device, expected: str) -> dict[str, Any] | None:
         """last.pt if it exists, is readable and carries fingerprint `expected`; else None."""
@@ -141,7 +175,13 @@ class Checkpoints:
         if ckpt["meta"].get("fingerprint") != expected:
             log.warning("%s was made with other params or data; starting fresh", self.last_path)
             return None
-        return ckpt
+        history = self._history(ckpt["state"]["n_rows"])
+        if history is None:
+            log.warning(
+                "%s lacks validations %s had; starting fresh", self.history_path, self.last_path
+            )
+            return None
+        return ckpt | {"history": history}
 
 
 def _is_resumable(ckpt: Any) -> bool:

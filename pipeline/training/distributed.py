@@ -44,7 +44,6 @@ def pick_device(ddp: Dist) -> torch.device:
     """This rank's GPU when there is one, else the CPU."""
     if torch.cuda.is_available():
         torch.cuda.set_device(ddp.local_rank)
-        torch.backends.cudnn.benchmark = False  # lengths vary per batch; autotuning would thrash
         return torch.device("cuda", ddp.local_rank)
     return torch.device("cpu")
 
