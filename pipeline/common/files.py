@@ -13,8 +13,6 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.common.errors import PipelineError
-
 
 @contextlib.contextmanager
 def atomic_dir(final_dir: Path) -> Iterator[Path]:
@@ -75,10 +73,3 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
-def require_file(path: Path, hint: str) -> Path:
-    """Fail with a clear message when an input from an earlier stage is missing."""
-    if not path.exists():
-        raise PipelineError(f"{path} not found; {hint}")
-    return path

@@ -35,7 +35,7 @@ from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numba as nb
 import numpy as np
@@ -55,17 +55,27 @@ _COMPRESSORS = [BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")]
 # x, y and pen each compress best as their own run; zstd 3 is ~2x faster than 5 for 0.5% more.
 _POINT_FILTERS = [TransposeCodec(order=(1, 0))]
 _POINT_COMPRESSORS = [ZstdCodec(level=3)]
-# The per-drawing arrays: name -> (dtype, value when a writer is not given the column). The zarr
-# fill values are ones data cannot hold (-1 labels and key_ids), and every chunk is written even
-# when it equals the fill, so a missing chunk file is an error, never silently read as zeros.
-COLUMNS: dict[str, tuple[type, int]] = {
-    "label": (np.int16, -1),
-    "key_id": (np.int64, -1),
-    "country": (np.uint16, 0),
-    "recognized": (np.int8, -1),
-    "valid": (np.bool_, 1),
+
+
+class Column(NamedTuple):
+    """A per-drawing array of a split."""
+
+    dtype: type
+    default: int | bool  # stored when a writer is not given the column
+    fill: int | bool  # zarr's fill value: what a never-written element would read as
+
+
+# The fill values are ones data cannot hold where there is one (-1 labels and key_ids), and an
+# unwritten drawing would read as not valid; every chunk is written even when it equals the fill,
+# so a missing chunk file is an error, never silently read as fills. A drawing given without
+# `valid` is valid (the default), unlike one never written (the fill).
+COLUMNS: dict[str, Column] = {
+    "label": Column(np.int16, -1, -1),
+    "key_id": Column(np.int64, -1, -1),
+    "country": Column(np.uint16, 0, 0),
+    "recognized": Column(np.int8, -1, -1),
+    "valid": Column(np.bool_, True, False),
 }
-FILLS = {"label": -1, "key_id": -1, "country": 0, "recognized": -1, "valid": False}
 READ_COLUMNS = ("label", "key_id", "valid")  # loaded by every reader; others via `column()`
 DIGEST_FIELDS = ("points", "lengths", "label", "key_id")
 _DIGEST_DTYPES = {"points": np.uint8, "lengths": np.int64, "label": np.int16, "key_id": np.int64}
@@ -151,8 +161,8 @@ class SplitWriter:
             config=every_chunk,
         )
         self.arrays = {
-            name: self._column_array(name, dtype, FILLS[name], every_chunk)
-            for name, (dtype, _) in COLUMNS.items()
+            name: self._column_array(name, column.dtype, column.fill, every_chunk)
+            for name, column in COLUMNS.items()
         }
         # One hash per stored field, fed in write order: the split's digest does not depend on
         # how the drawings were batched, only on what was stored.
@@ -183,7 +193,7 @@ class SplitWriter:
         n = len(drawings)
         cols = {
             name: drawings.columns.get(name, np.full(n, default, dtype))
-            for name, (dtype, default) in COLUMNS.items()
+            for name, (dtype, default, _) in COLUMNS.items()
         }
         self._pending.append(Drawings(drawings.points, drawings.offsets, **cols))
         self._pending_n += n
@@ -273,7 +283,7 @@ class SplitWriter:
         self._offsets_buffer = offsets[n_offsets:]
         for name, arr in self.arrays.items():
             values = batch.columns[name][:n_write]
-            self._append(arr, values.astype(COLUMNS[name][0], copy=False))
+            self._append(arr, values.astype(COLUMNS[name].dtype, copy=False))
         self.n += n_write
         self.n_points += int(batch.offsets[n_write])
         self._pending, self._pending_n = [], keep

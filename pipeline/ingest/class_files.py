@@ -50,7 +50,7 @@ class ClassTask:
 class ClassResult:
     label: int
     n_rows: int = 0  # data rows read
-    n_kept: int = 0  # drawings in the run (train + val)
+    n_kept: int = 0  # drawings in the run (every split's: train, val and blend)
     split_of: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8))  # (n_kept,)
 
     @property

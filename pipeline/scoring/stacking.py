@@ -1,6 +1,6 @@
 """The ensemble's blend: the members' class probabilities in, one set of probabilities out.
 
-    blend = fit_blend(member_probas, labels, "logreg", regularization=1.0)  # on the blend split
+    blend = fit_blend(member_probas, labels, members, "logreg", regularization=1.0)  # blend split
     proba = blend.combine(member_probas)   # (N, C), rows sum to 1
     blend.save(path); Blend.load(path)
 
