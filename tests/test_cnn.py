@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from pipeline.common.config import from_dict, to_dict
-from pipeline.common.errors import ConfigError
+from pipeline.common.errors import ConfigError, PipelineError
 from pipeline.core.encoders import ImageEncoder
 from pipeline.models import FAMILIES
 from pipeline.models.cnn import CNN, ImageCNN, ImageConfig
@@ -19,7 +20,9 @@ N_CLASSES = 5
 
 
 def small_config(**changes: object) -> ImageConfig:
-    cfg = ImageConfig(image_size=32, backbone="resnet10t", dropout=0.1, max_points=64)
+    cfg = ImageConfig(
+        image_size=32, backbone="resnet10t", dropout=0.1, max_points=64, pretrained=False
+    )
     return dataclasses.replace(cfg, **changes)
 
 
@@ -85,7 +88,7 @@ def test_a_members_keys_make_its_config() -> None:
     params = tiny_params()
     params["members"]["cnn"] |= {"image_size": 48, "dropout": 0.3, "epochs": 5}
     member = member_config(params, "cnn")
-    assert member.model_cfg == ImageConfig(48, "resnet10t", 0.3, 128)
+    assert member.model_cfg == ImageConfig(48, "resnet10t", 0.3, 128, False)
     assert member.train.epochs == 5  # a train key the member overrides
 
 
@@ -94,3 +97,82 @@ def test_unknown_backbone_names_the_param() -> None:
     params["members"]["cnn"]["backbone"] = "no_such_net"
     with pytest.raises(ConfigError, match=r"members\.cnn\.backbone.*timm model name"):
         member_config(params, "cnn")
+
+
+# ---------------------------------------------------------------- pretrained starting weights
+
+
+def timm_weights(path: Path, backbone: str = "resnet10t", seed: int = 1) -> dict[str, torch.Tensor]:
+    """A weights file as someone would save timm's: a 1000-class backbone's state dict."""
+    from pipeline.models.cnn import _timm
+
+    torch.manual_seed(seed)
+    state = _timm().create_model(backbone, pretrained=False).state_dict()
+    torch.save(state, path)
+    return state
+
+
+def test_a_weights_file_is_where_training_starts(tmp_path: Path) -> None:
+    # Every backbone weight comes from the file; the classifier is new, sized to our classes.
+    state = timm_weights(tmp_path / "resnet10t.pth")
+    net = build_model(small_config(pretrained=str(tmp_path / "resnet10t.pth")))
+    own = net.backbone.state_dict()
+    assert own["fc.weight"].shape == (N_CLASSES, state["fc.weight"].shape[1])
+    for name, value in state.items():
+        if not name.startswith("fc."):
+            torch.testing.assert_close(own[name], value, msg=name)
+    scratch = build_model(small_config())  # from scratch: other weights
+    assert not torch.equal(scratch.backbone.state_dict()["conv1.0.weight"], own["conv1.0.weight"])
+
+
+def test_a_checkpoint_loads_without_its_starting_weights(tmp_path: Path) -> None:
+    # The architecture alone: the file may be gone, and a `true` would need no download.
+    timm_weights(tmp_path / "w.pth")
+    cfg = small_config(pretrained=str(tmp_path / "w.pth"))
+    trained = build_model(cfg).state_dict()
+    (tmp_path / "w.pth").unlink()
+    skeleton = CNN.skeleton(cfg, N_CLASSES)
+    skeleton.load_state_dict(trained)
+    online = CNN.skeleton(small_config(pretrained=True), N_CLASSES)  # no network touched
+    assert isinstance(online, ImageCNN)
+
+
+def test_the_starting_weights_are_part_of_the_fingerprint(tmp_path: Path) -> None:
+    timm_weights(tmp_path / "a.pth", seed=1)
+    timm_weights(tmp_path / "b.pth", seed=2)
+    sources = {
+        CNN.starting_weights(small_config(pretrained=p))
+        for p in (False, True, str(tmp_path / "a.pth"), str(tmp_path / "b.pth"))
+    }
+    assert len(sources) == 4 and None in sources and "timm:resnet10t" in sources
+
+
+def test_without_internet_pretrained_true_is_one_line_saying_what_to_do(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # as a machine with no network: nothing is fetched
+    with pytest.raises(PipelineError) as err:
+        build_model(small_config(pretrained=True))
+    text = str(err.value)
+    assert "could not get timm's pretrained weights for 'resnet10t'" in text
+    assert "members.<name>.pretrained" in text and "\n" not in text
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(None, "no weights file"), (b"not a pickle", "not a readable weights file")],
+)
+def test_a_missing_or_damaged_weights_file_is_one_line(
+    tmp_path: Path, content: bytes | None, message: str
+) -> None:
+    path = tmp_path / "w.pth"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(PipelineError, match=message):
+        build_model(small_config(pretrained=str(path)))
+
+
+def test_weights_of_another_backbone_are_refused(tmp_path: Path) -> None:
+    timm_weights(tmp_path / "other.pth", backbone="convnext_atto")
+    with pytest.raises(PipelineError, match=r"does not hold weights of a resnet10t"):
+        build_model(small_config(pretrained=str(tmp_path / "other.pth")))

@@ -24,7 +24,9 @@ from pipeline.models.rnn import SequenceConfig
 N_CLASSES = 7
 # The families fed per-point feature sequences, (B, T, F) padded: what padding checks apply to.
 SEQUENCE_MODELS = sorted(m for m, f in FAMILIES.items() if f.config is SequenceConfig)
-IMAGE = ImageConfig(image_size=32, backbone="resnet10t", dropout=0.0, max_points=32)
+IMAGE = ImageConfig(
+    image_size=32, backbone="resnet10t", dropout=0.0, max_points=32, pretrained=False
+)
 
 
 def test_every_family_is_fed_points_or_images() -> None:

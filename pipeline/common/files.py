@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
+import pickle
 import secrets
 import shutil
 from collections.abc import Iterator
@@ -73,3 +75,20 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def file_digest(path: Path) -> str:
+    """blake2b of a file's bytes (hex, 32 characters): what it holds, whatever its name."""
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def unreadable_reason(err: BaseException) -> str:
+    """Why torch.load refused a file, in one line and without torch's advice to unpickle it."""
+    if isinstance(err, pickle.UnpicklingError):
+        return "it holds Python objects besides tensors, and unpickling them could run code"
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

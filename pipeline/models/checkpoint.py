@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from torch import nn
 
 from pipeline.common.config import from_dict, to_dict
 from pipeline.common.errors import ConfigError, PipelineError
-from pipeline.common.files import atomic_file
+from pipeline.common.files import atomic_file, unreadable_reason
 from pipeline.core.encoders import Encoder, encoder_from_meta
 from pipeline.core.features import Augment
 from pipeline.models import family
@@ -67,14 +66,6 @@ def save_checkpoint(obj: dict[str, Any], path: Path) -> None:
         f.write(buffer.getbuffer())
 
 
-def unreadable_reason(err: BaseException) -> str:
-    """Why torch.load refused a file, in one line and without torch's advice to unpickle it."""
-    if isinstance(err, pickle.UnpicklingError):
-        return "it holds Python objects besides tensors, and unpickling them could run code"
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
-
-
 def read_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
     """The checkpoint dict, or a `PipelineError` naming the file (missing, unreadable, foreign)."""
     if not Path(path).is_file():
@@ -104,7 +95,7 @@ def load_model(path: Path, device: torch.device | str = "cpu") -> LoadedModel:
             raise PipelineError(f"{path}: {err}; retrain it (`dvc repro train`)") from None
         if encoder != fam.encoder(model_cfg):
             raise ValueError(f"its input ({meta['features']}) is not what its config makes")
-        model = fam.build(model_cfg, len(meta["classes"]))
+        model = fam.skeleton(model_cfg, len(meta["classes"]))  # the weights: the checkpoint's
         model.load_state_dict(ckpt["model"])
         augment = Augment(**meta["augment"])
     except (KeyError, TypeError, IndexError, ValueError, RuntimeError, ConfigError) as err:

@@ -2,8 +2,16 @@
 
 Drawings are rendered by `pipeline.core.raster.render` into `(3, S, S) uint8` images (ink, stroke
 order, time; see that module) with S = `image_size`, and any timm backbone (`backbone`, e.g.
-`resnet10t`, `convnext_atto`) classifies them, built with `pretrained=False` (never a download:
-ImageNet weights know photos, not 3-channel stroke maps) and `drop_rate=dropout` before its head.
+`resnet10t`, `convnext_atto`) classifies them, with `drop_rate=dropout` before its head.
+
+It starts from scratch (`pretrained: false`, the default) or from pretrained weights: `true`
+downloads timm's (ImageNet) weights for the backbone, which needs the internet; a path loads a
+state dict from that file instead (read with `weights_only=True`: a file carrying code is
+refused). timm adapts the first layer to the renderer's 3 channels and replaces the classifier
+with one of `n_classes`. Every top CNN of the competition started from ImageNet weights, though
+photos are not stroke maps. The starting weights are part of the training fingerprint (a file's
+content digest included), and a checkpoint holds the trained weights, so loading one never
+downloads anything.
 
 `forward(x (B, 3, S, S), lengths=None) -> logits (B, C)`. uint8 images are pixel values 0-255 and
 are scaled to [0, 1] here, so batches travel to the device as bytes (4x less to copy than
@@ -18,6 +26,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from pathlib import Path
 from types import ModuleType
 from typing import Annotated
 
@@ -27,6 +36,8 @@ from pydantic.dataclasses import dataclass
 from torch import nn
 
 from pipeline.common.config import STRICT, Fraction, Positive
+from pipeline.common.errors import PipelineError
+from pipeline.common.files import file_digest, unreadable_reason
 from pipeline.core.encoders import ImageEncoder
 from pipeline.models.family import Family
 
@@ -67,6 +78,12 @@ def _timm_model(name: str) -> str:
     return name
 
 
+def _weights_source(value: bool | str) -> bool | str:
+    if isinstance(value, str) and not value.strip():
+        raise ValueError("must be false, true (timm's weights) or the path of a weights file")
+    return value
+
+
 @dataclass(frozen=True, config=STRICT)
 class ImageConfig:
     """The image family's params (`members.<name>` with `model: cnn`)."""
@@ -75,21 +92,18 @@ class ImageConfig:
     backbone: Annotated[str, AfterValidator(_timm_model)]  # a timm model name, built from scratch
     dropout: Fraction  # before the classifier head
     max_points: Positive  # longer drawings keep this many evenly spaced points before rendering
+    # false: from scratch; true: timm's pretrained weights (a download); a path: a state dict file
+    pretrained: Annotated[bool | str, AfterValidator(_weights_source)]
 
 
 class ImageCNN(nn.Module):
     """`cnn`: rendered drawing (3, S, S) -> timm backbone -> logits."""
 
-    def __init__(self, cfg: ImageConfig, n_classes: int) -> None:
+    def __init__(self, cfg: ImageConfig, n_classes: int, start_weights: bool = True) -> None:
+        """`start_weights=False` builds the architecture alone, for a checkpoint's weights."""
         super().__init__()
         self.cfg, self.n_classes = cfg, n_classes
-        self.backbone = _timm().create_model(
-            cfg.backbone,
-            pretrained=False,
-            num_classes=n_classes,
-            in_chans=3,
-            drop_rate=cfg.dropout,
-        )
+        self.backbone = _create(cfg, n_classes, cfg.pretrained if start_weights else False)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """x (B, 3, S, S) uint8 (0-255) or float ([0, 1]) -> logits (B, C); lengths unused."""
@@ -98,9 +112,85 @@ class ImageCNN(nn.Module):
         return self.backbone(x)
 
 
+def _create(cfg: ImageConfig, n_classes: int, weights: bool | str) -> nn.Module:
+    """The timm backbone with a head of `n_classes`, from scratch or from `weights`."""
+    timm = _timm()
+    kwargs = {
+        "num_classes": n_classes,
+        "in_chans": 3,
+        "drop_rate": cfg.dropout,
+    }  # 3: the renderer's
+    if weights is False:
+        return timm.create_model(cfg.backbone, pretrained=False, **kwargs)
+    if weights is True:
+        try:
+            return timm.create_model(cfg.backbone, pretrained=True, **kwargs)
+        except Exception as err:  # no network, no weights published for it, a hub error
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+            raise PipelineError(
+                f"could not get timm's pretrained weights for {cfg.backbone!r} ({reason}); on a "
+                "machine without internet save them elsewhere (`torch.save(timm.create_model("
+                f"'{cfg.backbone}', pretrained=True).state_dict(), 'weights.pth')`) and set "
+                "members.<name>.pretrained to that file's path, or set it to false"
+            ) from None
+    state = _read_weights(Path(weights))
+    # timm loads a file loosely (unexpected keys are a log line), so check the fit here: every
+    # weight but the classifier (which is replaced) must be in the file.
+    scratch = timm.create_model(cfg.backbone, pretrained=False, **kwargs)
+    head = scratch.pretrained_cfg.get("classifier", "") + "."
+    missing = sorted(k for k in scratch.state_dict() if not k.startswith(head) and k not in state)
+    if missing:
+        raise PipelineError(
+            f"{weights} does not hold weights of a {cfg.backbone} ({len(missing)} of its weights "
+            f"missing, such as {missing[0]!r}); point members.<name>.pretrained at that "
+            "backbone's weights"
+        )
+    try:
+        return timm.create_model(
+            cfg.backbone, pretrained=True, pretrained_cfg_overlay={"state_dict": state}, **kwargs
+        )
+    except RuntimeError as err:  # a weight of the right name and the wrong shape
+        reason = (str(err).strip().splitlines() or ["size mismatch"])[0][:200]
+        raise PipelineError(
+            f"{weights} does not fit a {cfg.backbone} ({reason}); point "
+            "members.<name>.pretrained at that backbone's weights"
+        ) from None
+
+
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from a file (or the `state_dict` / `model` entry of a checkpoint-like dict),
+    loaded with `weights_only=True`."""
+    if not path.is_file():
+        raise PipelineError(f"no weights file at {path} (members.<name>.pretrained)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise PipelineError(
+            f"{path} is not a readable weights file ({unreadable_reason(err)})"
+        ) from None
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise PipelineError(f"{path} holds no state dict (names -> tensors)")
+    return state
+
+
+def _starting_weights(cfg: ImageConfig) -> str | None:
+    """Where training starts from, for the fingerprint: a file's content digest, timm's
+    weights for the backbone, or None (from scratch)."""
+    if cfg.pretrained is False:
+        return None
+    if cfg.pretrained is True:
+        return f"timm:{cfg.backbone}"
+    return f"file:{file_digest(Path(cfg.pretrained))}"
+
+
 CNN = Family(
     config=ImageConfig,
     build=ImageCNN,
     encoder=lambda cfg: ImageEncoder(cfg.max_points, cfg.image_size),
     fixed_shape=True,
+    architecture=lambda cfg, n_classes: ImageCNN(cfg, n_classes, start_weights=False),
+    starting_weights=_starting_weights,
 )

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from torch import nn
 
@@ -31,10 +31,15 @@ class Family(Generic[C]):
     # Input of one fixed shape (images): cuDNN autotuning pays, and channels_last memory suits
     # its convolutions. Sequence batches change length every step, so neither helps them.
     fixed_shape: bool = False
+    # The model without starting weights from elsewhere (a download, a file): what a checkpoint's
+    # weights are loaded into. None: `build` (a family that always starts from scratch).
+    architecture: Callable[[C, int], nn.Module] | None = None
+    # Where training starts from, for the fingerprint (a file's digest, a hub name), or None.
+    starting_weights: Callable[[C], str | None] = lambda cfg: None
 
     def field_names(self) -> set[str]:
         return set(self.config.__dataclass_fields__)
 
-    def describe(self, cfg: Any) -> str:
-        """One line naming the config's values, for logs."""
-        return ", ".join(f"{k}={v}" for k, v in vars(cfg).items())
+    def skeleton(self, cfg: C, n_classes: int) -> nn.Module:
+        """A model of `cfg`'s architecture whose weights are about to be replaced."""
+        return (self.architecture or self.build)(cfg, n_classes)

@@ -31,9 +31,9 @@ from torch import nn
 
 from pipeline.common.config import to_dict
 from pipeline.common.errors import PipelineError
-from pipeline.common.files import atomic_file
+from pipeline.common.files import atomic_file, unreadable_reason
 from pipeline.core.store import DrawingStore
-from pipeline.models.checkpoint import save_checkpoint, unreadable_reason
+from pipeline.models.checkpoint import save_checkpoint
 from pipeline.models.members import MemberConfig
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,7 @@ def fingerprint(member: MemberConfig, store: DrawingStore, world_size: int) -> s
     content digests, not just their counts) and the number of ranks."""
     params = {k: v for k, v in to_dict(member.train).items() if k not in NOT_FINGERPRINTED}
     model = {"model": member.model, **to_dict(member.model_cfg)}
+    model["starting_weights"] = member.family.starting_weights(member.model_cfg)
     data = {"classes": store.classes, "digests": data_digests(store)}
     blob = json.dumps([params, model, data, world_size], sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:16]
