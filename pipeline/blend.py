@@ -10,7 +10,9 @@ Outputs: models/blend.npz (`pipeline.scoring.stacking.Blend`: plain arrays, no p
 Run:     python -m pipeline.blend [--params params.yaml]   (or `dvc repro blend`)
 
 `ensemble.method`: `logreg` (stacking, scikit-learn), `weights` (one weight per member) or
-`mean` (no fitting; needs no blend split). See `pipeline.scoring.stacking`.
+`mean` (no fitting; needs no blend split). See `pipeline.scoring.stacking`. The members named in
+`ensemble.flip_tta` are predicted with the mirror TTA (each drawing and its left-right mirror,
+averaged); the blend file records it, so evaluate, predict and the server predict them alike.
 """
 
 from __future__ import annotations
@@ -41,10 +43,16 @@ def run(cfg: EnsembleConfig, paths: Paths) -> dict[str, Any]:
     store = DrawingStore(paths.store_path)
     drawings = store.split("blend").read()
     labels = drawings.labels.astype(np.int64)
-    predictor = Predictor.load(paths, store.classes, members=cfg.members)
+    predictor = Predictor.load(paths, store.classes, members=cfg.members, flip=cfg.flip_tta)
     probas = list(predictor.member_probas(drawings, cfg.batch_size, split="blend").values())
     blend = fit_blend(
-        probas, labels, cfg.members, cfg.method, cfg.regularization, classes=store.classes
+        probas,
+        labels,
+        cfg.members,
+        cfg.method,
+        cfg.regularization,
+        classes=store.classes,
+        flip=cfg.flip_tta,
     )
     blend.save(paths.blend_path)
 

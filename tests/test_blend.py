@@ -145,6 +145,8 @@ def test_a_member_param_reruns_that_member_and_what_reads_it_only(tmp_path: Path
     for member in ("gru", "cnn"):
         assert (root / "models" / "members" / member / "model.pt").is_file()
         assert (root / "dvclive" / member / "metrics.json").is_file()
+    # A key of the cnn family (it lives in members.cnn, not in the train section every member
+    # reads): the cnn member and what reads the members rerun, no other member.
     out = dvc(root, "exp", "run", "-S", "members.cnn.image_size=16")
     ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
     assert ran == {"train@cnn", "blend", "evaluate", "predict"}

@@ -260,3 +260,48 @@ def test_every_stage_refuses_a_bad_member_before_any_work(
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err == "error: param 'members.cnn.batch_size' must be >= 1, got 0\n"
+
+
+# ---------------------------------------------------------------- one time budget for the ensemble
+
+
+@pytest.mark.parametrize(
+    ("total", "shares", "expected"),
+    [
+        (1200, {}, {"gru": 400, "bilstm": 400, "cnn": 400}),
+        (1200, {"cnn": 2}, {"gru": 300, "bilstm": 300, "cnn": 600}),
+        (1000, {"gru": 1.5, "bilstm": 1, "cnn": 2.5}, {"gru": 300, "bilstm": 200, "cnn": 500}),
+    ],
+)
+def test_an_ensemble_budget_is_split_by_the_shares(
+    total: float, shares: dict, expected: dict
+) -> None:
+    params = _params(["gru", "bilstm", "cnn"], {"ensemble.time_budget_s": total})
+    params["ensemble"]["time_shares"] = shares
+    budgets = {n: m.train.time_budget_s for n, m in load_members(params).items()}
+    assert budgets == pytest.approx(expected)
+    assert sum(budgets.values()) == pytest.approx(total)  # the parts add up to the whole
+    again = {n: m.train.time_budget_s for n, m in load_members(params).items()}
+    assert again == budgets  # and the split is the same every time
+
+
+def test_without_an_ensemble_budget_each_member_keeps_its_own() -> None:
+    params = _params(["gru", "cnn"], {"members.cnn.time_budget_s": 90, "train.time_budget_s": 30})
+    budgets = {n: m.train.time_budget_s for n, m in load_members(params).items()}
+    assert budgets == {"gru": 30, "cnn": 90}
+
+
+def test_a_member_budget_beside_an_ensemble_budget_is_refused() -> None:
+    params = _params(
+        ["gru", "cnn"], {"members.cnn.time_budget_s": 90, "ensemble.time_budget_s": 600}
+    )
+    with pytest.raises(ConfigError, match=r"'members\.cnn\.time_budget_s' and 'ensemble"):
+        load_members(params)
+
+
+@pytest.mark.parametrize("key", ["time_shares", "flip_tta"])
+def test_a_share_or_flip_of_no_member_is_refused(key: str) -> None:
+    params = _params(["gru", "cnn"])
+    params["ensemble"][key] = {"cnnn": 2} if key == "time_shares" else ["cnnn"]
+    with pytest.raises(ConfigError, match=rf"param 'ensemble\.{key}' names 'cnnn'"):
+        load_members(params)

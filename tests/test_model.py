@@ -205,3 +205,23 @@ def test_missing_checkpoint_says_what_to_do(tmp_path: Path) -> None:
 
     with pytest.raises(PipelineError, match="dvc repro train"):
         load_model(tmp_path / "nope.pt")
+
+
+def test_a_mirrored_drawing_is_flipped_left_to_right() -> None:
+    d = Drawings.from_strokes([[([0, 10, 255], [5, 6, 7])], [([100], [1])]])
+    m = d.mirrored()
+    assert m.points[:, 0].tolist() == [255, 245, 0, 155]
+    assert m.points[:, 1:].tolist() == d.points[:, 1:].tolist()  # y and pen untouched
+    assert m.offsets.tolist() == d.offsets.tolist()
+
+
+@pytest.mark.parametrize("model", ["gru", "cnn"])
+def test_flip_tta_averages_a_drawing_and_its_mirror(tmp_path: Path, model: str) -> None:
+    save_checkpoint(tmp_path / "m.pt", model)
+    loaded = load_model(tmp_path / "m.pt")
+    batch = drawings(15, seed=2)
+    plain = member_proba(loaded, batch, 8)
+    mirrored = member_proba(loaded, batch.mirrored(), 8)
+    flipped = member_proba(loaded, batch, 8, flip=True)
+    np.testing.assert_allclose(flipped, (plain + mirrored) / 2, rtol=1e-5, atol=1e-7)
+    assert not np.allclose(flipped, plain)  # the mirror is another drawing to the model

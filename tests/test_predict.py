@@ -290,3 +290,36 @@ def test_main_runs_from_the_repo_layout(workdir: Path) -> None:
     metrics = json.loads((workdir / "metrics/predict.json").read_text())
     assert metrics["test/rows"] == 30 and metrics["fallback_rows"] == 1
     assert len(read_submission(workdir / "submissions/submission.csv")) == 30
+
+
+def test_the_blend_says_which_members_take_the_mirror_and_every_reader_follows(
+    paths: Paths,
+) -> None:
+    # A blend fitted with `ensemble.flip_tta: [cnn]` records it; the predictor it loads feeds the
+    # cnn each drawing and its mirror (averaged), the gru the drawing alone, and predict writes
+    # the blend of exactly those.
+    from pipeline.models.predictor import Predictor
+    from pipeline.scoring.stacking import Blend
+
+    members = ["gru", "cnn"]
+    make_ensemble(paths, members)
+    mean = Blend.load(paths.blend_path)
+    Blend(mean.members, "mean", mean.coef, mean.intercept, mean.classes, ("cnn",)).save(
+        paths.blend_path
+    )
+    predictor = Predictor.load(paths, CLASSES)
+    assert predictor.flip == {"cnn"}
+    test = DrawingStore(paths.store_path).split("test").read()
+    usable = test.take(np.flatnonzero(test.column("valid")))
+    out = predictor.predict(usable, batch_size=8)
+    cnn = load_model(paths.for_member("cnn").model_path)
+    np.testing.assert_allclose(
+        out.members["cnn"], member_proba(cnn, usable, 8, flip=True), atol=1e-6
+    )
+    gru = load_model(gru_path(paths))
+    np.testing.assert_allclose(out.members["gru"], member_proba(gru, usable, 8), atol=1e-6)
+    run_predict(paths)
+    expected = reference_top_k((out.members["gru"] + out.members["cnn"]) / 2)
+    got = submitted_classes(paths.submission_csv)
+    valid_rows = np.flatnonzero(test.column("valid")).tolist()
+    assert [got[i] for i in valid_rows] == expected

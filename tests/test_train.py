@@ -295,3 +295,52 @@ def test_a_cnn_member_trains_on_rendered_drawings_and_exports_what_it_was_fed(
     proba = member_proba(loaded, val, batch_size=16)
     expected = reference_scores(reference_top_k(proba), val.labels)["map3"]
     assert meta["val/map3"] == result.summary["val/map3"] == pytest.approx(expected)
+
+
+# ---------------------------------------------------------------- the weight average (EMA)
+
+
+def test_the_weight_average_is_the_hand_computed_one() -> None:
+    # One weight, start 0, three updates with the weight at 1, 2, 4, decay 0.5. The warm-up
+    # decays d_t = (1 + t) / (10 + t) are 2/11, 3/12, 4/13 (all under 0.5), and
+    # avg_t = d_t * avg_{t-1} + (1 - d_t) * w_t:
+    #   avg_1 = 9/11 * 1                        = 0.818182
+    #   avg_2 = 1/4 * 0.818182 + 3/4 * 2        = 1.704545
+    #   avg_3 = 4/13 * 1.704545 + 9/13 * 4      = 3.293706
+    from pipeline.training.ema import WeightAverage, ema_decay_at
+
+    net = torch.nn.Linear(1, 1, bias=False)
+    net.weight.data.fill_(0.0)
+    ema = WeightAverage(net, decay=0.5)
+    for w, expected in [(1.0, 0.818182), (2.0, 1.704545), (4.0, 3.293706)]:
+        net.weight.data.fill_(w)
+        ema.update(net)
+        assert ema.model.weight.item() == pytest.approx(expected, abs=1e-6)
+    assert net.weight.item() == 4.0  # the model itself is untouched
+    # Past the warm-up the decay is the one asked for.
+    assert ema_decay_at(0.5, 1000) == 0.5 and ema_decay_at(0.999, 10) == pytest.approx(11 / 20)
+
+
+def test_with_ema_the_best_model_is_the_average_and_resume_keeps_it(
+    store_path: Path, tmp_path: Path, params: dict
+) -> None:
+    cfg = member_config(params, epochs=2, ema_decay=0.9)
+    torch.use_deterministic_algorithms(True)
+    try:
+        a, b = run_paths(tmp_path / "a", store_path), run_paths(tmp_path / "b", store_path)
+        result = run(cfg, a, log_live=False)
+        run(cfg, b, stop_after_steps=7, log_live=False)  # "killed" mid-epoch
+        killed = torch.load(b.checkpoint_dir / "last.pt", weights_only=True)
+        assert killed["ema"]["updates"] == 7
+        run(cfg, b, log_live=False)
+    finally:
+        torch.use_deterministic_algorithms(False)
+    last_a = torch.load(a.checkpoint_dir / "last.pt", weights_only=True)
+    last_b = torch.load(b.checkpoint_dir / "last.pt", weights_only=True)
+    for name, value in last_a["ema"]["model"].items():  # the same average, resumed or not
+        assert torch.equal(value, last_b["ema"]["model"][name]), name
+    # The exported model is the average that scored best, not the raw weights.
+    exported = torch.load(a.model_path, weights_only=True)["model"]
+    raw = last_a["model"]
+    assert any(not torch.equal(exported[k], raw[k]) for k in raw if raw[k].is_floating_point())
+    assert result.summary["val/map3"] == load_model(a.model_path).meta["val/map3"]

@@ -83,6 +83,7 @@ class TrainConfig:
     weight_decay: Annotated[float, Field(ge=0)]
     clip_grad_norm: Annotated[float, Field(gt=0)]
     label_smoothing: Fraction
+    ema_decay: Fraction  # > 0: validate, keep and export a moving average of the weights
     aug_scale: Fraction
     aug_shear: Annotated[float, Field(ge=0, le=1)]
     aug_rotate_deg: Annotated[float, Field(ge=0, le=180)]
@@ -130,6 +131,29 @@ class EnsembleConfig:
     regularization: Annotated[float, Field(gt=0)]  # logreg: inverse strength (sklearn's C)
     batch_size: Positive  # inference batch for the members' probabilities
     threads: Count  # torch threads on the CPU; 0 = every core
+    # > 0: the members' training time in all, split by `time_shares` (each member's
+    # `train.time_budget_s` is its part); 0: each member's own `train.time_budget_s`
+    time_budget_s: Seconds
+    time_shares: dict[str, Annotated[float, Field(gt=0)]]  # member -> weight; 1 if not named
+    flip_tta: Annotated[tuple[str, ...], AsTuple]  # members that average a drawing and its mirror
+
+    def __post_init__(self) -> None:
+        for key, names in (("time_shares", list(self.time_shares)), ("flip_tta", self.flip_tta)):
+            strays = [n for n in names if n not in self.members]
+            if strays:
+                raise ConfigError(
+                    f"param 'ensemble.{key}' names {strays[0]!r}, which is not in "
+                    f"ensemble.members ({', '.join(self.members)})"
+                )
+
+    def member_budgets(self) -> dict[str, float]:
+        """Each member's training seconds: `time_budget_s` split in proportion to the shares
+        (parts add up to the whole; empty when there is no ensemble budget)."""
+        if self.time_budget_s <= 0:
+            return {}
+        weights = {name: self.time_shares.get(name, 1.0) for name in self.members}
+        total = sum(weights.values())
+        return {name: self.time_budget_s * w / total for name, w in weights.items()}
 
 
 SECTIONS: dict[str, type] = {

@@ -59,6 +59,12 @@ class Drawings:
         """The same drawings with columns added or replaced."""
         return Drawings(self.points, self.offsets, **(self.columns | columns))
 
+    def mirrored(self) -> Drawings:
+        """Every drawing flipped left to right (x -> 255 - x on the 0-255 canvas), columns kept."""
+        points = self.points.copy()
+        points[:, 0] = 255 - points[:, 0]
+        return Drawings(points, self.offsets, **self.columns)
+
     def drawing(self, i: int) -> np.ndarray:
         return self.points[self.offsets[i] : self.offsets[i + 1]]
 

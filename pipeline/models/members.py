@@ -8,8 +8,9 @@ the training settings (the `train` section with the member's own `train` keys on
 In params.yaml each `members.<name>` names its `model` (a key of `pipeline.models.FAMILIES`) and
 holds every key of that family's config, plus any `train` key it overrides (`epochs`,
 `time_budget_s`, ...). So a family's key lives with the members that use it: DVC reruns
-`train@<name>` when `members.<name>` changes and no other member. Unknown, missing and
-out-of-range keys are a `ConfigError` naming `members.<name>.<key>`.
+`train@<name>` when `members.<name>` changes and no other member. With `ensemble.time_budget_s`
+> 0 each member's `time_budget_s` is its share of that budget (`ensemble.time_shares`).
+Unknown, missing and out-of-range keys are a `ConfigError` naming `members.<name>.<key>`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 from torch import nn
 
 from pipeline.common.config import (
+    EnsembleConfig,
     TrainConfig,
     from_dict,
     member_sections,
@@ -55,8 +57,11 @@ class MemberConfig:
         return self.family.encoder(self.model_cfg)
 
 
-def member_config(name: str, own: dict[str, Any], params: dict[str, Any]) -> MemberConfig:
-    """One member from its `members.<name>` mapping and the params' `train` section."""
+def member_config(
+    name: str, own: dict[str, Any], params: dict[str, Any], budget_s: float | None = None
+) -> MemberConfig:
+    """One member from its `members.<name>` mapping and the params' `train` section;
+    `budget_s` is its part of an ensemble time budget (None: no ensemble budget)."""
     fam = family(own.get("model"), f"members.{name}.model")
     family_keys = fam.field_names()
     assert not family_keys & TRAIN_KEYS, "a family key may not shadow a train key"
@@ -70,6 +75,13 @@ def member_config(name: str, own: dict[str, Any], params: dict[str, Any]) -> Mem
         fam.config, {k: v for k, v in own.items() if k in family_keys}, f"members.{name}"
     )
     overrides = {k: v for k, v in own.items() if k in TRAIN_KEYS}
+    if budget_s is not None:
+        if "time_budget_s" in overrides:
+            raise ConfigError(
+                f"param 'members.{name}.time_budget_s' and 'ensemble.time_budget_s' both set "
+                f"{name}'s training time; keep one (ensemble.time_shares weighs the members)"
+            )
+        overrides["time_budget_s"] = budget_s
     return MemberConfig(name, own["model"], model_cfg, member_train_config(params, overrides, name))
 
 
@@ -78,5 +90,9 @@ def load_members(params: dict[str, Any]) -> dict[str, MemberConfig]:
     every entry of `members` (one the ensemble leaves out is checked all the same)."""
     validate_sections(params)
     used = member_sections(params)
-    every = {name: member_config(name, own, params) for name, own in params["members"].items()}
+    budgets = from_dict(EnsembleConfig, params["ensemble"], "ensemble").member_budgets()
+    every = {
+        name: member_config(name, own, params, budgets.get(name))
+        for name, own in params["members"].items()
+    }
     return {name: every[name] for name in used}

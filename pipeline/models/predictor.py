@@ -40,7 +40,6 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-@torch.no_grad()
 def member_proba(
     member: LoadedModel,
     drawings: Drawings,
@@ -48,12 +47,31 @@ def member_proba(
     tta: int = 0,
     seed: int = 0,
     desc: str | None = None,
+    flip: bool = False,
 ) -> np.ndarray:
     """Softmax probabilities `(N, C)` float32 of one model, rows in input order.
 
-    `tta` extra passes replay the training augmentation (seeded by `seed`), averaged with the
-    plain pass. Zero-length drawings get some row. `desc` shows a progress bar of that name.
+    Test-time augmentation: `tta` extra passes replay the training augmentation (seeded by
+    `seed`); `flip` averages every pass with the same pass over the drawings mirrored left to
+    right. All passes weigh the same. Zero-length drawings get some row. `desc` shows a
+    progress bar of that name.
     """
+    if not flip:
+        return _passes(member, drawings, batch_size, tta, seed, desc)
+    plain = _passes(member, drawings, batch_size, tta, seed, desc)
+    return (plain + _passes(member, drawings.mirrored(), batch_size, tta, seed, desc)) / 2
+
+
+@torch.no_grad()
+def _passes(
+    member: LoadedModel,
+    drawings: Drawings,
+    batch_size: int,
+    tta: int,
+    seed: int,
+    desc: str | None,
+) -> np.ndarray:
+    """The plain pass and `tta` augmented ones, averaged."""
     model, encoder = member.model, member.encoder
     device = next(model.parameters()).device
     n = len(drawings)
@@ -83,11 +101,17 @@ class Predictor:
     """The ensemble's members (and its blend) loaded once, predicting as often as asked."""
 
     def __init__(
-        self, members: dict[str, LoadedModel], blend: Blend | None, classes: Sequence[str]
+        self,
+        members: dict[str, LoadedModel],
+        blend: Blend | None,
+        classes: Sequence[str],
+        flip: Sequence[str] = (),
     ) -> None:
+        """`flip`: the members predicted with the mirror TTA (a blend records its own)."""
         self.members = members
         self.blend = blend
         self.classes = list(classes)
+        self.flip = frozenset(blend.flip if blend is not None else flip)
 
     @classmethod
     def load(
@@ -96,11 +120,13 @@ class Predictor:
         classes: Sequence[str] | None = None,
         members: Sequence[str] | None = None,
         device: torch.device | str | None = None,
+        flip: Sequence[str] = (),
     ) -> Predictor:
-        """The blend at `paths.blend_path` and the members it names, or (`members` given) those
-        members alone. Each model is checked against `classes` (the store's) when given, else
-        against the first member's; a stale blend is refused after the members, whose class
-        list is the likelier cause to name."""
+        """The blend at `paths.blend_path` and the members it names (with the TTA it was
+        fitted with), or (`members` given) those members alone, `flip` naming those to predict
+        with the mirror TTA. Each model is checked against `classes` (the store's) when given,
+        else against the first member's; a stale blend is refused after the members, whose
+        class list is the likelier cause to name."""
         device = torch.device(device) if device is not None else default_device()
         blend = Blend.load(paths.blend_path) if members is None else None
         names = blend.members if blend is not None else tuple(members or ())
@@ -112,7 +138,7 @@ class Predictor:
             check_classes(list(member.classes), classes, paths.for_member(name).model_path)
         if blend is not None:
             blend.check_classes(classes, paths.blend_path)
-        return cls(loaded, blend, classes)
+        return cls(loaded, blend, classes, flip)
 
     def member_probas(
         self,
@@ -122,7 +148,8 @@ class Predictor:
         seed: int = 0,
         split: str | None = None,
     ) -> dict[str, np.ndarray]:
-        """Each member's (N, C) probabilities; `split` names their progress bars."""
+        """Each member's (N, C) probabilities (with the mirror TTA for the members in `flip`);
+        `split` names their progress bars."""
         return {
             name: member_proba(
                 member,
@@ -131,6 +158,7 @@ class Predictor:
                 tta,
                 seed,
                 None if split is None else f"{name} {split}",
+                flip=name in self.flip,
             )
             for name, member in self.members.items()
         }

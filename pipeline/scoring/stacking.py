@@ -56,6 +56,7 @@ class Blend:
     coef: np.ndarray  # logreg: (C, M*C); weights: (M,); mean: (M,) all 1/M
     intercept: np.ndarray  # (C,) per-class bias (zeros for mean)
     classes: tuple[str, ...] = ()  # the class list it was fitted on (empty: not recorded)
+    flip: tuple[str, ...] = ()  # members whose probabilities average a drawing and its mirror
 
     def check_classes(self, classes: Sequence[str], path: Path) -> None:
         """A blend fitted on another class list would mix up classes: refuse it with a fix."""
@@ -82,7 +83,12 @@ class Blend:
     def save(self, path: Path) -> None:
         with atomic_file(path, "wb") as f:
             about = json.dumps(
-                {"members": self.members, "method": self.method, "classes": self.classes}
+                {
+                    "members": self.members,
+                    "method": self.method,
+                    "classes": self.classes,
+                    "flip": self.flip,
+                }
             )
             np.savez(f, coef=self.coef, intercept=self.intercept, about=np.array(about))
 
@@ -99,6 +105,7 @@ class Blend:
                     f["coef"],
                     f["intercept"],
                     tuple(about.get("classes", ())),
+                    tuple(about.get("flip", ())),
                 )
         except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as err:
             reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
@@ -120,11 +127,13 @@ def fit_blend(
     regularization: float = 1.0,
     seed: int = 0,
     classes: Sequence[str] = (),
+    flip: Sequence[str] = (),
 ) -> Blend:
     """Fit `method` on the members' probabilities M x (N, C) of labelled drawings `labels` (N,);
-    `classes` (the class list, recorded in the blend) lets readers refuse a stale blend."""
+    `classes` (the class list, recorded in the blend) lets readers refuse a stale blend; `flip`
+    records the members whose probabilities were (and must be) taken with the mirror TTA."""
     blend = _fit(probas, labels, members, method, regularization, seed)
-    return Blend(blend.members, method, blend.coef, blend.intercept, tuple(classes))
+    return Blend(blend.members, method, blend.coef, blend.intercept, tuple(classes), tuple(flip))
 
 
 def _fit(

@@ -2,10 +2,12 @@
 
 For ensemble member <m> (`Paths.for_member`):
 
-    checkpoints/<m>/last.pt         model, optimiser, scaler, RNG states, `TrainState` (every
-                                    `checkpoint_every_s`, or each epoch's end when that is 0,
-                                    and the run's end): a rerun resumes mid-epoch from here
-    checkpoints/<m>/best.pt         the best model by val/map3 so far, with its figures in `meta`
+    checkpoints/<m>/last.pt         model, optimiser, scaler, weight average, RNG states and
+                                    `TrainState` (every `checkpoint_every_s`, or each epoch's
+                                    end when that is 0, and the run's end): a rerun resumes
+                                    mid-epoch from here
+    checkpoints/<m>/best.pt         the best model by val/map3 so far (the weight average when
+                                    `ema_decay` > 0), with its figures in `meta`
     checkpoints/<m>/history.jsonl   one line per validation (the curves), appended as they come
     models/members/<m>/model.pt     a copy of best.pt, written when the run ends (the DVC output)
 
@@ -35,6 +37,7 @@ from pipeline.common.files import atomic_file, unreadable_reason
 from pipeline.core.store import DrawingStore
 from pipeline.models.checkpoint import save_checkpoint
 from pipeline.models.members import MemberConfig
+from pipeline.training.ema import WeightAverage
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +121,7 @@ class Checkpoints:
         model: nn.Module,
         optimizer: torch.optim.Optimizer,
         scaler: torch.amp.GradScaler,
+        ema: WeightAverage | None,
         state: TrainState,
         meta: dict[str, Any],
     ) -> None:
@@ -127,6 +131,7 @@ class Checkpoints:
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "scaler": scaler.state_dict(),
+            "ema": ema.state_dict() if ema is not None else None,
             "state": state.to_dict(),
             "rng": {
                 "torch": torch.get_rng_state(),
@@ -186,7 +191,7 @@ class Checkpoints:
 
 
 def _is_resumable(ckpt: Any) -> bool:
-    keys = {"model", "optimizer", "scaler", "state", "rng", "meta"}
+    keys = {"model", "optimizer", "scaler", "ema", "state", "rng", "meta"}
     state_keys = {f.name for f in fields(TrainState)}
     return (
         isinstance(ckpt, dict)

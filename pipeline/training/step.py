@@ -9,7 +9,8 @@ smoothed cross-entropy in fp32, backward, gradient clipping, AdamW (fused into o
 CUDA). Nothing is read back to the host: the loss stays a device tensor, clipping never checks
 the norm, and the fused optimiser keeps its step counts on the device. The one exception is the
 fp16 grad scaler, which reads one flag per step to skip a step that overflowed (GPUs without
-bf16 only; documented in docs/models-and-gpu.md).
+bf16 only; documented in docs/models-and-gpu.md). With `train.ema_decay` > 0 each step also
+folds the weights into their moving average (`pipeline.training.ema`), on the device.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from torch import nn
 
 from pipeline.common.config import TrainConfig
 from pipeline.training import distributed as D
+from pipeline.training.ema import WeightAverage
 
 
 class TrainStep:
@@ -46,6 +48,12 @@ class TrainStep:
         self.scaler = torch.amp.GradScaler(
             "cuda", enabled=self.amp == torch.float16 and device.type == "cuda"
         )
+        self.ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+
+    @property
+    def scored(self) -> nn.Module:
+        """The weights validation scores and checkpoints keep: the average when there is one."""
+        return self.ema.model if self.ema is not None else self.model
 
     def __call__(
         self, x: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor, lr: float
@@ -66,4 +74,6 @@ class TrainStep:
         nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_grad_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        if self.ema is not None:
+            self.ema.update(self.model)
         return loss.detach()

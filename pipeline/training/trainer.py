@@ -252,7 +252,7 @@ class Trainer:
             "lr": self.step.optimizer.param_groups[0]["lr"],
             "train/loss": float(window["loss"].item()) / max(window["steps"], 1),
             "train/samples_per_s": window["samples"] * self.ddp.world_size / train_s,
-            **validate(self.model, self.val, self.device, self.step.amp),
+            **validate(self.step.scored, self.val, self.device, self.step.amp),
         }
         row["time_s"] = self._tick()
         self.history.append(row)
@@ -261,7 +261,7 @@ class Trainer:
         live.log(row)
         if row["val/map3"] > st.best_map3:
             st.best_map3, st.best = row["val/map3"], row
-            self.checkpoints.save_best(self.model, self._meta() | row)
+            self.checkpoints.save_best(self.step.scored, self._meta() | row)
         spent = time.monotonic() - started
         st.val_s += spent
         self._check_cadence(
@@ -343,7 +343,7 @@ class Trainer:
         self._tick()
         step = self.step
         self.checkpoints.save_last(
-            self.model, step.optimizer, step.scaler, self.state, self._meta()
+            self.model, step.optimizer, step.scaler, step.ema, self.state, self._meta()
         )
         spent = time.monotonic() - started
         self.state.val_s += spent
@@ -360,6 +360,8 @@ class Trainer:
         self.model.load_state_dict(ckpt["model"])
         self.step.optimizer.load_state_dict(ckpt["optimizer"])
         self.step.scaler.load_state_dict(ckpt["scaler"])
+        if self.step.ema is not None:
+            self.step.ema.load_state_dict(ckpt["ema"])
         self.state = TrainState(**ckpt["state"])
         self.history = ckpt["history"]
         if self.ddp.is_main:
