@@ -4,8 +4,10 @@
 led by download throughput. This reads `dvc exp show --json` and prints one row per experiment
 (the workspace, each commit, then its experiments best val MAP@3 first): the scores (val, the test
 file when its labels are known, the leaderboard after `pipeline.submit`), how long training
-took, and only the params that differ between the rows. `make compare` runs it; `--md` prints
-a Markdown table.
+took, and only the params that differ between the rows. An experiment that has not finished
+well has no scores: its name says `(failed)` (DVC marks it with an error; `dvc queue logs NAME`
+says why), `(queued)` or `(running)`, and it is listed last. `make compare` runs it; `--md`
+prints a Markdown table.
 """
 
 from __future__ import annotations
@@ -31,13 +33,14 @@ TRAINED = "train s"  # every member's training time (dvclive/<member>/metrics.js
 
 def exp_rows(shown: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Flatten `dvc exp show --json` into {"name", "metrics": {file: {...}}, "params": {...}}:
-    each commit, then its experiments, best val MAP@3 first."""
+    each commit, then its experiments, best val MAP@3 first. A failed, queued or running
+    experiment has no metrics (DVC shows it with its baseline's) and `(state)` after its name."""
     rows = []
     for commit in shown:
         rev = commit.get("rev", "")
         rows.append(_row(commit, commit.get("name") or (rev if rev == "workspace" else rev[:7])))
         exps = [
-            _row(r, f"  {r.get('name') or r.get('rev', '')[:7]}")
+            _row(r, f"  {r.get('name') or r.get('rev', '')[:7]}", _state(r, e))
             for e in commit.get("experiments") or []
             for r in e.get("revs") or []
         ]
@@ -45,12 +48,22 @@ def exp_rows(shown: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def _row(entry: dict[str, Any], name: str) -> dict[str, Any]:
+def _state(rev: dict[str, Any], exp: dict[str, Any]) -> str | None:
+    """The experiment's state: failed, queued or running; None once it has finished well."""
+    state = (exp.get("executor") or {}).get("state")
+    if rev.get("error") or state == "failed":
+        return "failed"
+    return state if state in ("queued", "running") else None
+
+
+def _row(entry: dict[str, Any], name: str, state: str | None = None) -> dict[str, Any]:
     data = entry.get("data") or {}
     metrics = {f: (v or {}).get("data", {}) for f, v in (data.get("metrics") or {}).items()}
     params: dict[str, Any] = {}
     for values in (data.get("params") or {}).values():
         params |= flatten((values or {}).get("data", {}))
+    if state:
+        return {"name": f"{name} ({state})", "metrics": {}, "params": params}
     return {"name": name, "metrics": metrics, "params": params}
 
 

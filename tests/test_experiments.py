@@ -1,19 +1,18 @@
 """The experiment loop, with the real `dvc` in a clean clone: experiments keep their metrics and
-curves, DVC compares them, and applying one restores it without training again."""
+curves, DVC compares them, and applying one restores it without training again; the compare
+table (`make compare`) leads with the scores and shows an experiment that did not finish as such,
+never with its baseline's scores. (Queued sweeps: test_queue.py.)"""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from pipeline.compare import exp_rows, render, table
 from tests.conftest import clone_repo, write_params
-
-GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+from tests.dvc_helpers import commit, dvc
 
 
 @pytest.fixture
@@ -21,30 +20,10 @@ def repo(tmp_path: Path, params: dict) -> Path:
     """A clone with the tiny params and a committed baseline (as the repo commits its own)."""
     root = clone_repo(tmp_path / "clone")
     write_params(root, params)
-    subprocess.run([*GIT, "commit", "-qam", "tiny params"], cwd=root, check=True)
+    commit(root, "tiny params")
     dvc(root, "repro")
-    subprocess.run([*GIT, "add", "-A"], cwd=root, check=True)
-    subprocess.run([*GIT, "commit", "-qm", "baseline"], cwd=root, check=True)
+    commit(root, "baseline")
     return root
-
-
-def dvc(root: Path, *args: str) -> str:
-    """Run dvc; its output (stdout, and stderr unless `--json` asks for a document)."""
-    env = os.environ | {
-        "DVC_NO_ANALYTICS": "1",
-        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-    }
-    done = subprocess.run(
-        [str(Path(sys.executable).parent / "dvc"), *args],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "failed to load" not in done.stderr, done.stderr  # every metric and plot loads
-    return done.stdout if "--json" in args else done.stdout + done.stderr
 
 
 def experiments(shown: list[dict]) -> dict[str, dict]:
@@ -104,20 +83,89 @@ def test_experiments_keep_and_compare_their_results(repo: Path) -> None:
     assert metrics["val/map3"] == val["old"]
 
 
-@pytest.mark.slow
-def test_the_compare_table_leads_with_the_scores(repo: Path) -> None:
-    dvc(repo, "exp", "run", "-S", "train.seed=3")
-    done = subprocess.run(
-        [sys.executable, "-m", "pipeline.compare"],
-        cwd=repo,
-        text=True,
-        capture_output=True,
-        env=os.environ | {"PATH": str(Path(sys.executable).parent) + ":" + os.environ["PATH"]},
+# ---------------------------------------------------------------- the compare table
+
+
+def shown_rev(name: str, val: float | None, seed: int, error: bool = False) -> dict:
+    """One revision as `dvc exp show --json` gives it (the fields compare reads)."""
+    metrics = {} if val is None else {"metrics/evaluate.json": {"data": {"val/map3": val}}}
+    metrics["dvclive/gru/metrics.json"] = {"data": {"time_s": 2.5}}
+    return {
+        "rev": f"{seed:040d}",
+        "name": name,
+        "data": {
+            "metrics": metrics,
+            "params": {"params.yaml": {"data": {"train": {"seed": seed, "epochs": 2}}}},
+        },
+        "error": {"msg": "Experiment run failed", "type": ""} if error else None,
+    }
+
+
+def shown(*experiments: tuple[dict, str | None]) -> list[dict]:
+    """`dvc exp show --json`: the workspace, one commit (val/map3 0.5) and its experiments,
+    each with its executor's state (None once DVC has collected it)."""
+    base = shown_rev("master", 0.5, 0)
+    return [
+        {**shown_rev("workspace", 0.5, 0), "rev": "workspace", "name": None},
+        base
+        | {
+            "experiments": [
+                {
+                    "name": rev["name"],
+                    "revs": [rev],
+                    "executor": None if state is None else {"state": state, "local": {}},
+                }
+                for rev, state in experiments
+            ]
+        },
+    ]
+
+
+def test_the_compare_table_leads_with_the_scores_best_first() -> None:
+    rows = exp_rows(shown((shown_rev("low", 0.25, 1), None), (shown_rev("high", 0.75, 2), None)))
+    header, body = table(rows)
+    assert header[:6] == [
+        "experiment",
+        "val/map3",
+        "val/top1",
+        "test/map3",
+        "leaderboard",
+        "train s",
+    ]
+    assert header[6:] == ["train.seed"]  # the only param that differs; epochs is left out
+    assert [(r[0], r[1]) for r in body] == [
+        ("workspace", "0.5000"),
+        ("master", "0.5000"),
+        ("  high", "0.7500"),
+        ("  low", "0.2500"),
+    ]
+    assert all(r[5] == "2.5000" for r in body)  # every member's training seconds, summed
+    lines = render(header, body, markdown=True).splitlines()
+    assert lines[0].startswith("| experiment | val/map3") and len(lines) == 2 + len(body)
+
+
+def test_a_failed_queued_or_running_experiment_has_no_scores() -> None:
+    # DVC shows a failed experiment with its baseline's metrics, marked by an error; queued
+    # and running ones with the baseline's too. None of them is a result.
+    rows = exp_rows(
+        shown(
+            (shown_rev("broke", 0.5, 3, error=True), "failed"),
+            (shown_rev("fine", 0.25, 1), None),
+            (shown_rev("waits", 0.5, 4), "queued"),
+            (shown_rev("busy", 0.5, 5), "running"),
+            (shown_rev("lost", 0.5, 6, error=True), None),
+        )
     )
-    assert done.returncode == 0, done.stderr
-    header, *rows = done.stdout.splitlines()
-    assert header.split()[:4] == ["experiment", "val/map3", "val/top1", "test/map3"]
-    assert header.split()[-1] == "train.seed"  # the only param that differs
-    assert len(rows) == 3  # the workspace, the baseline commit, the experiment
-    assert header.split()[5:7] == ["train", "s"]  # every member's training seconds, summed
-    assert all(float(row.split()[5]) > 0 for row in rows)
+    header, body = table(rows)
+    cells = {r[0].strip(): r for r in body}
+    assert list(cells)[2:] == [
+        "fine",
+        "broke (failed)",
+        "waits (queued)",
+        "busy (running)",
+        "lost (failed)",
+    ]
+    for name in ("broke (failed)", "waits (queued)", "busy (running)", "lost (failed)"):
+        assert cells[name][1:6] == ["-"] * 5, name  # no scores, no training time
+    assert cells["broke (failed)"][header.index("train.seed")] == "3"  # what it tried
+    assert cells["fine"][1] == "0.2500"
