@@ -13,6 +13,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 .PHONY: setup repro report compare plots test test-fast lint bench clean
 
 setup: $(STAMP) $(PLOTS_TEMPLATE)
+	@grep -qs html_template .dvc/config.local || $(BIN)/dvc config --local plots.html_template plots/offline.html
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,7 +22,8 @@ $(STAMP): requirements.txt
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-# `dvc plots show` offline: DVC's page template with vega inlined (see pipeline/plots.py).
+# `dvc plots show` offline: DVC's page template with vega inlined, named in .dvc/config.local
+# (see pipeline/plots.py; without it DVC draws its own page, which loads vega from a CDN).
 $(PLOTS_TEMPLATE): $(STAMP) pipeline/plots.py
 	$(BIN)/python -m pipeline.plots
 
