@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt | cksum | cut -d' ' -f1)
 PLOTS_TEMPLATE := .dvc/plots/offline.html
+QUEUE_LINKS := .dvc/tmp/exps/.queue-links
 # DVC must not phone home (no network here) and must not prompt.
 export DVC_NO_ANALYTICS := 1
 export PYTHONDONTWRITEBYTECODE := 1
@@ -12,7 +13,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: setup repro report compare plots test test-fast lint bench clean
 
-setup: $(STAMP) $(PLOTS_TEMPLATE)
+setup: $(STAMP) $(PLOTS_TEMPLATE) $(QUEUE_LINKS)
 	@grep -qs html_template .dvc/config.local || $(BIN)/dvc config --local plots.html_template plots/offline.html
 
 $(STAMP): requirements.txt
@@ -26,6 +27,12 @@ $(STAMP): requirements.txt
 # (see pipeline/plots.py; without it DVC draws its own page, which loads vega from a CDN).
 $(PLOTS_TEMPLATE): $(STAMP) pipeline/plots.py
 	$(BIN)/python -m pipeline.plots
+
+# Queued experiments run in a copy of the repo under .dvc/tmp/exps/: links there let DVC find
+# the presets' download.path beside the repo (../shared/...; see pipeline/download.py).
+$(QUEUE_LINKS): $(STAMP) params.yaml $(wildcard configs/*.yaml)
+	$(BIN)/python -m pipeline.download --queue-links
+	touch $@
 
 repro: setup
 	$(BIN)/dvc repro
