@@ -68,8 +68,9 @@ def fresh_clone(dst: Path) -> Path:
     return dst
 
 
-def wait_for_queue(root: Path, timeout: float = 600) -> str:
-    """Poll `dvc queue status` until nothing is queued or running; the last status."""
+def wait_for_queue(root: Path, timeout: float = 1200) -> str:
+    """Poll `dvc queue status` until nothing is queued or running; the last status. (The
+    timeout is generous: on a loaded 2-core machine three tiny queued runs took minutes.)"""
     deadline = time.monotonic() + timeout
     while True:
         status = dvc(root, "queue", "status")
