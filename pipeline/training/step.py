@@ -36,7 +36,8 @@ class TrainStep:
         """`model` holds the parameters (on `device`); `net` is what runs the forward pass (the
         DDP wrapper under DDP, else the model). `channels_last`: image inputs in NHWC, the
         layout cuDNN's convolutions are fastest in (the model is converted by the caller)."""
-        self.model, self.net, self.cfg, self.device = model, net or model, cfg, device
+        self.model, self.cfg, self.device = model, cfg, device
+        self.net = net if net is not None else model  # a compiled module refuses bool()
         self.amp = D.amp_dtype(device)
         self.channels_last = channels_last
         self.optimizer = torch.optim.AdamW(
