@@ -2,6 +2,7 @@
 
     python -m benchmarks ensemble                          # via `make bench`
     python -m benchmarks.bench_ensemble --budget 120       # a quicker look
+    python -m benchmarks.bench_ensemble -S train.ema_decay=0.999 --flip cnn --flip gru,bilstm,cnn
 
 A copy of this working tree becomes a fresh repo; the `kaggle16-cpu` preset (the real 16-class
 sample, 400 drawings to choose each member's checkpoint, 400 to fit the blend, 9,200 to train
@@ -10,9 +11,11 @@ overrides), and `dvc repro` runs the whole pipeline, timed. Everything is then s
 1,600 drawings of `test_simplified.csv` against `test_solution.csv`, which no member and no
 blend saw: each member alone, the mean of their probabilities, the stacked blend, each with and
 without prior correction (predict's `test/<x>/map3` and `test/<x>/prior/map3`), the blend
-fitted with the other method (`logreg` or `weights`), and every pair of members alone (each a
-`dvc exp run` that reruns only blend, evaluate and predict: nothing retrains). Run it on a
-quiet machine: the budgets are wall time.
+fitted with the other method (`logreg` or `weights`), every pair of members alone, and each
+`--flip` set of members predicted with the mirror TTA (each a `dvc exp run` that reruns only
+blend, evaluate and predict: nothing retrains). `-S key=value` changes any param of the run
+(`-S ensemble.time_budget_s=1200 -S 'ensemble.time_shares={cnn: 2}'` splits one budget). Run it
+on a quiet machine: the budgets are wall time.
 """
 
 from __future__ import annotations
@@ -53,7 +56,13 @@ def read(root: Path, path: str) -> dict[str, Any]:
     return json.loads((root / path).read_text())
 
 
-def run(budget_s: float = BUDGET_S, members: list[str] | None = None) -> dict[str, Any]:
+def run(
+    budget_s: float = BUDGET_S,
+    members: list[str] | None = None,
+    overrides: dict[str, Any] | None = None,
+    flips: list[list[str]] | None = None,
+) -> dict[str, Any]:
+    from pipeline.common.config import set_dotted
     from tests.conftest import clone_repo  # the tests' clean-clone helper
 
     with tempfile.TemporaryDirectory(prefix="bench-ensemble-") as tmp:
@@ -63,6 +72,8 @@ def run(budget_s: float = BUDGET_S, members: list[str] | None = None) -> dict[st
         preset["train"]["time_budget_s"] = budget_s
         if members:
             preset["ensemble"] = {"members": members}
+        for dotted, value in (overrides or {}).items():
+            set_dotted(preset, dotted, value)
         params = merged(yaml.safe_load((root / "params.yaml").read_text()), preset)
         (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         start = time.perf_counter()
@@ -71,6 +82,7 @@ def run(budget_s: float = BUDGET_S, members: list[str] | None = None) -> dict[st
         names = params["ensemble"]["members"]
         figures: dict[str, Any] = {
             "budget_s": budget_s,
+            "overrides": overrides or {},
             "members": names,
             "dvc_repro_s": round(repro_s, 1),
         }
@@ -107,6 +119,14 @@ def run(budget_s: float = BUDGET_S, members: list[str] | None = None) -> dict[st
         figures["test/other/map3"] = round(got["test/blend/map3"], 4)
         figures["test/other/prior/map3"] = round(got["test/blend/prior/map3"], 4)
         dvc(root, "exp", "run", "-S", f"ensemble.method={method}")  # back, for the subsets
+        flipped_before = params["ensemble"]["flip_tta"]
+        for flip in flips or []:  # the mirror TTA: blend, evaluate, predict rerun
+            dvc(root, "exp", "run", "-S", f"ensemble.flip_tta=[{','.join(flip)}]")
+            got = read(root, "metrics/predict.json")
+            figures[f"test/flip[{'+'.join(flip)}]/map3"] = round(got["test/blend/map3"], 4)
+            figures[f"test/flip[{'+'.join(flip)}]/prior/map3"] = round(got["test/map3"], 4)
+        if flips:
+            dvc(root, "exp", "run", "-S", f"ensemble.flip_tta=[{','.join(flipped_before)}]")
         # Smaller ensembles of the same trained members: only blend, evaluate, predict rerun.
         for subset in itertools.combinations(names, 2) if len(names) > 2 else []:
             dvc(root, "exp", "run", "-S", f"ensemble.members=[{','.join(subset)}]")
@@ -142,6 +162,10 @@ def report(f: dict[str, Any]) -> None:
     )
     for key in [k for k in f if k.startswith("test/blend[")]:
         print(f"| blend of {key[len('test/blend[') :].split(']')[0]} only | | {f[key]:.4f} |")
+    for key in [k for k in f if k.startswith("test/flip[") and not k.endswith("prior/map3")]:
+        which = key[len("test/flip[") :].split("]")[0]
+        prior = f[key.replace("/map3", "/prior/map3")]
+        print(f"| blend, mirror TTA for {which} | {f[key]:.4f} | {prior:.4f} |")
     print("\n| member | steps | train samples/s | val MAP@3 |")
     print("| --- | --- | --- | --- |")
     for name in names:
@@ -159,8 +183,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--budget", type=float, default=BUDGET_S, help="time_budget_s per member")
     parser.add_argument("--members", nargs="+", help="ensemble.members (default: params.yaml)")
+    parser.add_argument(
+        "-S", dest="overrides", action="append", default=[], help="a param, e.g. -S train.seed=1"
+    )
+    parser.add_argument(
+        "--flip", action="append", default=[], help="members with the mirror TTA, e.g. cnn,gru"
+    )
     args = parser.parse_args()
-    figures = run(args.budget, args.members)
+    overrides = {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in args.overrides)}
+    flips = [f.split(",") for f in args.flip]
+    figures = run(args.budget, args.members, overrides, flips)
     print(json.dumps(figures, indent=2))
 
 
