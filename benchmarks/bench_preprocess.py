@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 from benchmarks.kaggle16 import REPO_DIR, SHARED_QUICKDRAW
+from benchmarks.procmem import tree_pss_kib
 
 KAGGLE16_DIR = SHARED_QUICKDRAW / "kaggle16"
 RESULTS_DIR = Path(__file__).parent / "results"
@@ -119,35 +120,6 @@ print(json.dumps({"drawings": n, "stored": n, "store_bytes": size}))
 """
 
 
-def _tree_pss_kib(pid: int) -> int:
-    """Proportional set size (KiB) of `pid` and all its descendants, from /proc.
-
-    PSS, not RSS: worker processes share the pages of numpy, numba and zarr, and summing their
-    RSS would count those once per process.
-    """
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-                children.setdefault(ppid, []).append(int(entry))
-            except (OSError, IndexError, ValueError):
-                continue
-    total, todo = 0, [pid]
-    while todo:
-        p = todo.pop()
-        todo.extend(children.get(p, []))
-        try:
-            with open(f"/proc/{p}/smaps_rollup") as f:
-                for line in f:
-                    if line.startswith("Pss:"):
-                        total += int(line.split()[1])
-        except OSError:
-            continue
-    return total
-
-
 def measure(code: str, args: list[str]) -> dict[str, float]:
     """Run `code` in a fresh interpreter; wall time, its JSON line, peak tree PSS."""
     env = {**os.environ, "PYTHONPATH": str(REPO_DIR)}
@@ -164,7 +136,7 @@ def measure(code: str, args: list[str]) -> dict[str, float]:
 
     def sample() -> None:
         while proc.poll() is None:
-            peak[0] = max(peak[0], _tree_pss_kib(proc.pid))
+            peak[0] = max(peak[0], tree_pss_kib(proc.pid))
             time.sleep(0.05)
 
     sampler = threading.Thread(target=sample, daemon=True)
