@@ -11,7 +11,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 # Stage commands say `python`: make it the venv's.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup repro report compare plots test test-fast lint bench clean
+.PHONY: setup repro report compare plots serve test test-fast lint bench clean
 
 setup: $(STAMP) $(PLOTS_TEMPLATE) $(QUEUE_LINKS)
 	@grep -qs html_template .dvc/config.local || $(BIN)/dvc config --local plots.html_template plots/offline.html
@@ -47,6 +47,11 @@ compare: setup
 
 plots: setup
 	$(BIN)/dvc plots show
+
+# Draw and watch the trained ensemble guess (docs/serve.md), after `make repro`; on 127.0.0.1:8000
+# unless SERVE_ARGS says otherwise (e.g. SERVE_ARGS="--port 9000").
+serve: setup
+	$(BIN)/python -m pipeline.serve $(SERVE_ARGS)
 
 test: setup lint
 	$(BIN)/python -m pytest -n 2 --dist loadgroup

@@ -37,10 +37,11 @@ from pipeline.core.layout import (
     TRAIN_DIR,
     label_token,
 )
+from pipeline.core.simplify import rdp_mask
 
 log = logging.getLogger(__name__)
 
-RDP_EPSILON = 2.0
+RDP_EPSILON = 2.0  # Google's (pipeline.core.simplify.EPSILON)
 P_STRAY = 0.12  # chance of an extra short stroke somewhere
 P_UNRECOGNIZED = 0.08
 P_SHUFFLE_STROKES = 0.25
@@ -385,45 +386,6 @@ def _to_pixels(pts: np.ndarray) -> np.ndarray:
     lo = pts.min(axis=1, keepdims=True)
     span = (pts.max(axis=1, keepdims=True) - lo).max(axis=2, keepdims=True)
     return np.rint((pts - lo) * (255.0 / np.maximum(span, 1e-9))).astype(np.int64)
-
-
-def rdp_mask(points: np.ndarray, stroke_id: np.ndarray, epsilon: float) -> np.ndarray:
-    """Ramer-Douglas-Peucker over many strokes at once; returns a keep mask (P,).
-
-    `points` (P, 2); `stroke_id` (P,) groups consecutive points into strokes. Each round splits
-    every segment at its farthest point if that is more than `epsilon` from the chord. Repeated
-    points are dropped, so a stroke of one repeated point keeps a single point.
-    """
-    n_points = len(points)
-    if n_points == 0:
-        return np.zeros(0, bool)
-    pts = points.astype(np.float64)
-    idx = np.arange(n_points)
-    first = np.r_[True, stroke_id[1:] != stroke_id[:-1]]
-    last = np.r_[stroke_id[1:] != stroke_id[:-1], True]
-    keep = first | last
-    while True:
-        left = np.maximum.accumulate(np.where(keep, idx, 0))
-        right = np.minimum.accumulate(np.where(keep, idx, n_points - 1)[::-1])[::-1]
-        a, b = pts[left], pts[right]
-        chord = b - a
-        length = np.hypot(chord[:, 0], chord[:, 1])
-        rel = pts - a
-        cross = np.abs(chord[:, 0] * rel[:, 1] - chord[:, 1] * rel[:, 0])
-        dist = np.where(length > 0, cross / np.maximum(length, 1e-12), np.hypot(*rel.T))
-        dist = np.where(keep, -1.0, dist)
-        seg_max = np.full(n_points, -1.0)
-        np.maximum.at(seg_max, left, dist)
-        cand = np.flatnonzero((dist > epsilon) & (dist == seg_max[left]))
-        if len(cand) == 0:
-            break
-        _, first_of_segment = np.unique(left[cand], return_index=True)
-        keep[cand[first_of_segment]] = True
-    repeated = np.zeros(n_points, bool)
-    kept = np.flatnonzero(keep)
-    same = (np.diff(pts[kept], axis=0) == 0).all(axis=1) & (np.diff(stroke_id[kept]) == 0)
-    repeated[kept[1:][same]] = True
-    return keep & ~repeated
 
 
 # ---------------------------------------------------------------- metadata and files

@@ -1,0 +1,1 @@
+"""The server's routes: `api` (predict, health) and `page` (the drawing page)."""
