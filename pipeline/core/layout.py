@@ -10,7 +10,6 @@ Header and row-count helpers for the sources that check a folder before using it
 from __future__ import annotations
 
 import csv
-import os
 import shutil
 from pathlib import Path
 
@@ -78,12 +77,12 @@ def layout_stats(raw_dir: Path) -> dict[str, int]:
     }
 
 
-def link_or_copy(src: Path, dst: Path) -> None:
-    """Hard-link `src` to `dst` (no extra space), or copy across file systems.
+def copy_file(src: Path, dst: Path) -> None:
+    """Copy `src` to `dst` (in the kernel: `shutil.copyfile` uses sendfile on Linux).
 
-    Never a symlink: DVC caches `data/raw`, and a link out of the repo would break that.
+    Never a hard link: DVC's cache (`cache.type` hardlink first) adopts a new output's files by
+    hard-linking them and makes them read-only, and a source file hard-linked into `data/raw`
+    would become a cache object, the user's own file turned read-only along with it. Never a
+    symlink: a link out of the repo would break DVC's cache the same way.
     """
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copyfile(src, dst)
+    shutil.copyfile(src, dst)

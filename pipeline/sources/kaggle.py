@@ -39,8 +39,8 @@ from pipeline.core.layout import (
     TRAIN_COLUMNS,
     TRAIN_DIR,
     check_header,
+    copy_file,
     layout_stats,
-    link_or_copy,
 )
 from pipeline.sources.kaggle_client import IncompleteDownload, get_api, kaggle_call
 
@@ -177,7 +177,7 @@ def _downloaded_file(staging: Path, name: str) -> Path:
 
 
 def install_kaggle(fetched: dict[str, Path], out_dir: Path) -> dict[str, int]:
-    """Lay the cached competition files out in `out_dir` (safe zip extraction, hard links)."""
+    """Lay the cached competition files out in `out_dir` (safe zip extraction, copies)."""
     train_dir = out_dir / TRAIN_DIR
     train_dir.mkdir()
     if TRAIN_ZIP in fetched:
@@ -185,11 +185,11 @@ def install_kaggle(fetched: dict[str, Path], out_dir: Path) -> dict[str, int]:
     else:
         for name, path in fetched.items():
             if name.startswith("train_simplified/"):
-                link_or_copy(path, train_dir / PurePosixPath(name).name)
+                copy_file(path, train_dir / PurePosixPath(name).name)
     for path in sorted(train_dir.glob("*.csv")):
         check_header(path, TRAIN_COLUMNS)
     check_header(fetched[TEST_FILE], TEST_COLUMNS)
-    link_or_copy(fetched[TEST_FILE], out_dir / TEST_FILE)
+    copy_file(fetched[TEST_FILE], out_dir / TEST_FILE)
     return layout_stats(out_dir)
 
 

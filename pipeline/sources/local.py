@@ -1,4 +1,4 @@
-"""Source `local`: a folder already in Kaggle's layout (`download.path`), checked, then linked."""
+"""Source `local`: a folder already in Kaggle's layout (`download.path`), checked, then copied."""
 
 from __future__ import annotations
 
@@ -15,15 +15,15 @@ from pipeline.core.layout import (
     TRAIN_COLUMNS,
     TRAIN_DIR,
     check_header,
+    copy_file,
     count_rows,
     empty_file_problem,
     layout_stats,
-    link_or_copy,
 )
 
 
 def copy_local(src_dir: Path, out_dir: Path) -> dict[str, int]:
-    """Check a Kaggle-layout folder, then hard-link (or copy) it into `out_dir`."""
+    """Check a Kaggle-layout folder, then copy it into `out_dir` (the folder is never touched)."""
     if not src_dir.is_dir():
         raise PipelineError(
             f"download.path {str(src_dir)!r} is not a folder; point it at a folder with "
@@ -41,11 +41,11 @@ def copy_local(src_dir: Path, out_dir: Path) -> dict[str, int]:
             raise PipelineError(f"{path} {empty_file_problem(path)}")
     check_header(test_csv, TEST_COLUMNS)
     (out_dir / TRAIN_DIR).mkdir()
-    for path in progress(train_files, desc="link train files", unit="file"):
-        link_or_copy(path, out_dir / TRAIN_DIR / path.name)
-    link_or_copy(test_csv, out_dir / TEST_FILE)
+    for path in progress(train_files, desc="copy train files", unit="file"):
+        copy_file(path, out_dir / TRAIN_DIR / path.name)
+    copy_file(test_csv, out_dir / TEST_FILE)
     solution = src_dir / SOLUTION_FILE
     if solution.is_file():
         check_header(solution, SOLUTION_COLUMNS)
-        link_or_copy(solution, out_dir / SOLUTION_FILE)
+        copy_file(solution, out_dir / SOLUTION_FILE)
     return layout_stats(out_dir)
