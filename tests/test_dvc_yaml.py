@@ -176,7 +176,13 @@ def test_one_train_stage_per_member_with_its_own_params_and_outputs(dvc_yaml: di
     assert train["foreach"] == "${ensemble.members}"
     member = Paths.under(".").for_member("${item}")
     assert train["do"]["cmd"] == "python -m pipeline.train --member ${item}"
-    assert train["do"]["params"] == ["train", "members.${item}"]
+    # A member reruns on its own section, its family's keys and the ensemble's time split only.
+    assert train["do"]["params"] == [
+        "train",
+        "members.${item}",
+        "ensemble.time_budget_s",
+        "ensemble.time_shares",
+    ]
     outs = [next(iter(o)) if isinstance(o, dict) else o for o in train["do"]["outs"]]
     assert outs == [str(member.model_path), str(member.live_dir / "curves.tsv")]
     assert [next(iter(m)) for m in train["do"]["metrics"]] == [str(member.metrics_path("train"))]
