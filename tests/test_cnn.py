@@ -150,7 +150,12 @@ def test_the_starting_weights_are_part_of_the_fingerprint(tmp_path: Path) -> Non
 def test_without_internet_pretrained_true_is_one_line_saying_what_to_do(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # as a machine with no network: nothing is fetched
+    # As a machine with no network: nothing is fetched. huggingface_hub reads the variable when
+    # it is first imported (an earlier test may have done so), so its constant is set too.
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(PipelineError) as err:
         build_model(small_config(pretrained=True))
     text = str(err.value)
