@@ -7,8 +7,9 @@
 The real kaggle16 sample goes through the preprocess stage (25 val and 25 blend drawings per
 class); the default members (gru, bilstm, cnn, the repo's params) train for `BUDGET_S` seconds
 each (60; `BENCH_SERVE_BUDGET_S` overrides) and the blend stage fits their blend. How well they
-are trained does not change their speed. Then a real server (`python -m pipeline.serve`, its
-default `--threads 1`, then `--threads 2`) answers the 1,600 kaggle16 test drawings:
+are trained does not change their speed. Then a real server (`python -m pipeline.serve` as
+`make serve` starts it, two forward worker processes; then with its passes in its own process,
+`--workers 0`, one and two torch threads) answers the 1,600 kaggle16 test drawings:
 
 - latency, one client on one keep-alive connection, each drawing in Kaggle format (`drawing`)
   and as raw points (`strokes`: the drawing three times larger with times, which the server
@@ -50,6 +51,13 @@ from pipeline.train import run as train
 BUDGET_S = float(os.environ.get("BENCH_SERVE_BUDGET_S", "60"))
 MEMBERS = ("gru", "bilstm", "cnn")
 CLIENTS = 16
+# The server as `make serve` starts it (two worker processes, a torch thread each), and its
+# forward passes in the server's own process instead (--workers 0) with one and two threads.
+SETUPS = {
+    "workers2": ("--workers", "2", "--threads", "1"),
+    "inprocess_threads1": ("--workers", "0", "--threads", "1"),
+    "inprocess_threads2": ("--workers", "0", "--threads", "2"),
+}
 WARM_UP = 50
 
 
@@ -186,21 +194,22 @@ def run(work: Path | None = None, screenshot: Path | None = None) -> dict[str, A
         drawings = kaggle16_test_rows(KAGGLE16_DIR)
         requests = bodies(drawings)
         figures["drawings"] = len(drawings)
-        for threads in (1, 2):
-            with running_server(work, "--threads", str(threads)) as server:
+        for setup, args in SETUPS.items():
+            with running_server(work, *args) as server:
                 for form, bodies_ in requests.items():
                     for key, value in latency(server.port, bodies_).items():
-                        figures[f"threads{threads}/{form}/{key}"] = value
+                        figures[f"{setup}/{form}/{key}"] = value
                 for key, value in throughput(server.port, requests["drawing"]).items():
-                    figures[f"threads{threads}/{CLIENTS}_clients/{key}"] = value
-                if screenshot is not None and threads == 1:
-                    take_screenshot(server.url, work, drawings, screenshot)
+                    figures[f"{setup}/{CLIENTS}_clients/{key}"] = value
         rate = predict_stage_rate(work)
         figures["predict_stage/drawings_per_s"] = round(rate, 1)
-        served = figures[f"threads1/{CLIENTS}_clients/drawings_per_s"]
+        served = figures[f"workers2/{CLIENTS}_clients/drawings_per_s"]
         figures["served_over_predict_stage"] = round(served / rate, 3)
-    for key, value in figures.items():
-        print(f"{key:>44}  {value}", flush=True)
+        for key, value in figures.items():
+            print(f"{key:>44}  {value}", flush=True)
+        if screenshot is not None:
+            with running_server(work) as server:
+                take_screenshot(server.url, work, drawings, screenshot)
     return figures
 
 
@@ -213,7 +222,7 @@ def take_screenshot(url: str, work: Path, drawings: list, path: Path) -> None:
     store = DrawingStore(paths.store_path)
     proba = Predictor.load(paths, store.classes).predict(store.split("test").read(), 512).blend
     with chromium_driver(work / "profile") as driver:
-        driver.set_window_size(1280, 960)
+        driver.set_window_size(1280, 900)
         driver.get(url)
         wait_until_ready(driver)
         driver.find_element("id", "new-round").click()

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -176,6 +179,87 @@ def test_requests_that_arrive_together_share_forward_passes(
         cap_points(Drawings.from_strokes(drawings), 256)[0], 64
     ).blend  # all at once, as the predict stage batches them
     np.testing.assert_allclose(np.array(answers), expected, atol=1e-5)
+
+
+def forward_workers(pid: int) -> list[int]:
+    """The server's worker processes (its children started by multiprocessing's spawn)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and b"spawn_main" in cmdline:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def is_dead(pid: int) -> bool:
+    """Gone, or a zombie its parent has not reaped yet."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+def test_a_worker_that_dies_is_replaced(served: tuple[Server, Paths], predictor: Predictor) -> None:
+    server, _ = served
+    workers = forward_workers(server.process.pid)
+    assert len(workers) == 2  # the default --workers 2
+    os.kill(workers[0], signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while not is_dead(workers[0]) and time.monotonic() < deadline:
+        time.sleep(0.05)  # dead while idle (one killed mid-batch fails that batch: a 500)
+    strokes = random_drawings(np.random.default_rng(3), 1)[0]
+    for _ in range(6):  # whichever worker each request gets
+        status, answer = server.post({"drawing": [[x, y] for x, y in strokes], "top": 6})
+        assert status == 200, answer
+        np.testing.assert_allclose(
+            as_vector(answer["top"]), reference(predictor, strokes), atol=1e-6
+        )
+    assert len(forward_workers(server.process.pid)) == 2
+
+
+def test_a_worker_killed_mid_batch_fails_that_batch_and_is_replaced(
+    served: tuple[Server, Paths], predictor: Predictor
+) -> None:
+    from pipeline.serve.errors import WorkerLost
+    from pipeline.serve.workers import ForwardPool
+
+    _, paths = served
+    pool = ForwardPool(paths, max_points=256, n=1, threads=1)
+    pool.start()
+    try:
+        (worker,) = pool._all
+        big = Drawings.from_strokes(random_drawings(np.random.default_rng(5), 20_000))
+        with ThreadPoolExecutor(1) as executor:
+            pending = executor.submit(pool.predict, big)  # seconds of work for the worker
+            time.sleep(1.0)
+            assert not pending.done()
+            os.kill(worker.pid, signal.SIGKILL)
+            with pytest.raises(WorkerLost, match="died during this batch"):
+                pending.result(timeout=60)
+        strokes = random_drawings(np.random.default_rng(6), 1)[0]
+        capped, _ = cap_points(Drawings.from_strokes([strokes]), 256)
+        answer = pool.predict(capped)  # the replacement answers
+        np.testing.assert_allclose(answer.blend[0], reference(predictor, strokes), atol=1e-6)
+        assert worker not in pool._all and len(pool._all) == 1
+    finally:
+        pool.close()
+
+
+def test_forward_passes_can_run_in_the_server_process(
+    served: tuple[Server, Paths], predictor: Predictor
+) -> None:
+    _, paths = served
+    strokes = random_drawings(np.random.default_rng(4), 1)[0]
+    with running_server(paths.store_path.parents[2], "--workers", "0") as server:
+        assert forward_workers(server.process.pid) == []
+        status, answer = server.post({"drawing": [[x, y] for x, y in strokes], "top": 6})
+    assert status == 200
+    np.testing.assert_allclose(as_vector(answer["top"]), reference(predictor, strokes), atol=1e-6)
 
 
 def test_the_page_and_its_files_are_served_from_the_package(served: tuple[Server, Paths]) -> None:

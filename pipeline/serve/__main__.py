@@ -1,6 +1,6 @@
 """Serve the trained ensemble: a drawing page and a prediction API, on this machine only.
 
-Run:     make serve   (python -m pipeline.serve [--host 127.0.0.1] [--port 8000] [--threads 1])
+Run:     make serve   (python -m pipeline.serve [--host 127.0.0.1] [--port 8000] [--workers 2])
 Inputs:  models/blend.npz and the members it names (models/members/<name>/model.pt), as
          `make repro` leaves them; params.yaml's `preprocess.max_points` (drawings are capped
          as the store caps them).
@@ -10,13 +10,15 @@ Serves:  GET /              the page: draw, watch the guesses (the blend's and e
                             way Google simplified the dataset) -> top guesses, members', ms
          GET /api/health    classes, members, the blend's method, the data digests, limits
 
-It listens on 127.0.0.1 unless --host says otherwise, and prints the URL. Torch's thread count
-is this process's (--threads); requests that arrive together share one forward pass per member
-(--max-batch, --max-wait-ms). See docs/serve.md.
+It listens on 127.0.0.1 unless --host says otherwise, and prints the URL. Requests that arrive
+together share one forward pass per member (--max-batch, --max-wait-ms); the passes run in
+--workers processes (2; 0 runs them in the server's own), each with --threads torch threads.
+See docs/serve.md.
 """
 
 from __future__ import annotations
 
+import argparse
 import errno
 import logging
 import socket
@@ -53,7 +55,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=8000, help="port (0: any free one)")
     parser.add_argument(
-        "--threads", type=int, default=1, help="torch threads for the forward passes (0: all)"
+        "--workers", type=int, default=2, help="processes running forward passes (0: in here)"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads per forward pass (0: all cores)"
     )
     parser.add_argument("--max-batch", type=int, default=64, help="drawings per forward pass")
     parser.add_argument(
@@ -63,31 +68,53 @@ def main(argv: list[str] | None = None) -> None:
     with user_errors():
         if not 0 <= args.port <= 65535:
             raise PipelineError(f"--port {args.port} is not a port number (0..65535)")
-        if args.threads < 0 or args.max_batch < 1 or not 0 <= args.max_wait_ms <= 1000:
-            raise PipelineError("--threads >= 0, --max-batch >= 1, --max-wait-ms 0..1000")
+        if min(args.threads, args.workers) < 0 or args.max_batch < 1:
+            raise PipelineError("--workers and --threads must be >= 0, --max-batch >= 1")
+        if not 0 <= args.max_wait_ms <= 1000:
+            raise PipelineError(f"--max-wait-ms {args.max_wait_ms} is not in 0..1000")
         serve(args)
 
 
-def serve(args: object) -> None:
-    """Load the ensemble, bind, print the URL, serve until Ctrl-C."""
+def serve(args: argparse.Namespace) -> None:
+    """Load the ensemble, start the workers, bind, print the URL, serve until Ctrl-C."""
     import uvicorn
 
     from pipeline.common.runtime import use_torch_threads
     from pipeline.serve.app import create_app
     from pipeline.serve.engine import Engine
+    from pipeline.serve.workers import ForwardPool
 
     max_points = load_section("preprocess", PreprocessConfig, args.params).max_points
-    engine = Engine.load(Paths.under("."), max_points)
-    use_torch_threads(args.threads)  # the server owns its process
-    engine.warm_up()
+    paths = Paths.under(".")
+    engine = Engine.load(paths, max_points)  # a missing model stops here, with `make repro`
+    use_torch_threads(args.threads)  # the server owns its process (and its workers theirs)
     sock = bind(args.host, args.port)
-    host, port = sock.getsockname()[:2]
-    app = create_app(engine, args.max_batch, args.max_wait_ms / 1000)
-    shown = f"[{host}]" if ":" in host else host
-    members = ", ".join(engine.member_names)
-    print(f"serving the ensemble ({members}) at http://{shown}:{port}/  (Ctrl-C stops)", flush=True)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
-    uvicorn.Server(config).run(sockets=[sock])
+    pool = ForwardPool(paths, max_points, args.workers, args.threads) if args.workers else None
+    try:
+        if pool is not None:
+            pool.start()
+        else:
+            engine.warm_up()
+        app = create_app(
+            engine,
+            args.max_batch,
+            args.max_wait_ms / 1000,
+            predict=pool.predict if pool is not None else None,
+            passes=max(args.workers, 1),
+        )
+        host, port = sock.getsockname()[:2]
+        shown = f"[{host}]" if ":" in host else host
+        members = ", ".join(engine.member_names)
+        print(
+            f"serving the ensemble ({members}) at http://{shown}:{port}/  (Ctrl-C stops)",
+            flush=True,
+        )
+        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        if pool is not None:
+            pool.close()
+        sock.close()
 
 
 if __name__ == "__main__":

@@ -6,18 +6,21 @@
 Layout (FastAPI's "bigger applications"): `schemas.py` the request and answer models,
 `routers/api.py` and `routers/page.py` thin routes, `dependencies.py` what routes are given,
 `engine.py` the loaded ensemble, `batcher.py` one forward pass for requests that arrive
-together, `errors.py` a 4xx `{"error": ...}` for every bad request. The interactive docs pages
+together, `workers.py` the processes that run those passes, `errors.py` a 4xx
+`{"error": ...}` for every bad request. The interactive docs pages
 are off (they load scripts from a CDN); the schema is at `/api/openapi.json`.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from pipeline.core.drawings import Drawings
+from pipeline.models.predictor import Prediction
 from pipeline.serve.batcher import Batcher
 from pipeline.serve.engine import Engine
 from pipeline.serve.errors import MAX_BODY_BYTES, BodyLimit, install_handlers
@@ -30,9 +33,12 @@ def create_app(
     max_batch: int = 64,
     max_wait_s: float = 0.002,
     max_body_bytes: int = MAX_BODY_BYTES,
+    predict: Callable[[Drawings], Prediction] | None = None,
+    passes: int = 1,
 ) -> FastAPI:
-    """The app serving `engine`; the batcher starts and stops with it."""
-    batcher = Batcher(engine.predict, max_batch, max_wait_s)
+    """The app serving `engine`; the batcher starts and stops with it. `predict` runs a batch
+    (`ForwardPool.predict`: `passes` at once; default: the engine's own, one at a time)."""
+    batcher = Batcher(predict or engine.predict, max_batch, max_wait_s, passes)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -1,22 +1,21 @@
 """Requests that arrive together share one forward pass per member.
 
-    batcher = Batcher(engine.predict, max_batch=64, max_wait_s=0.002)
+    batcher = Batcher(pool.predict, max_batch=64, max_wait_s=0.002, passes=2)
     await batcher.start()                  # in the server's event loop (the app's lifespan)
     blend_row, member_rows = await batcher.submit(drawings)   # one drawing per request
     await batcher.stop()
 
-Each request queues its drawing and waits. One task takes the first queued drawing and
-everything queued behind it, runs them as one batch in a worker thread (torch releases the GIL:
-the event loop keeps accepting and parsing requests meanwhile), and answers each. Drawings that
-arrive during a pass form the next batch, so under load the batches grow with the queue instead
-of each request waiting for a pass of its own.
+Each request queues its drawing and waits. While fewer than `passes` batches are running, one
+task takes the first queued drawing and everything queued behind it (up to `max_batch`), runs
+them as one batch (`predict` in a worker thread: the event loop keeps reading and answering
+requests meanwhile) and answers each. Drawings that arrive during a pass form the next batch,
+so under load the batches grow with the queue instead of each request waiting for a pass of
+its own. `predict` is `ForwardPool.predict` (one worker process per pass in flight) or, with
+`--workers 0`, the engine's own.
 
 A drawing that finds no company waits `max_wait_s` (2 ms) for some, but only when the last pass
 had several drawings (clients are about): a lone client is never kept waiting, and under load
-the queue is never empty, so nobody waits there either. On 2 cores, 16 clients settle into two
-groups taking turns: one group's pass runs while the event loop answers the other and reads its
-next requests, so both cores work. (Holding each pass until all 16 are back made batches of 16
-and was no faster here: the passes got cheaper, but the cores took turns instead.)
+the queue is never empty, so nobody waits there either.
 """
 
 from __future__ import annotations
@@ -44,10 +43,12 @@ class Batcher:
         predict: Callable[[Drawings], Prediction],
         max_batch: int = 64,
         max_wait_s: float = 0.002,
+        passes: int = 1,
     ) -> None:
-        self.predict = predict
+        self.predict = predict  # thread-safe when passes > 1 (`ForwardPool.predict` is)
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
+        self.passes = passes  # batches in flight at once
         self.batches = 0  # passes run, and drawings in them: the batching, observable
         self.drawings = 0
         self._queue: asyncio.Queue[tuple[Drawings, asyncio.Future[Rows]]] | None = None
@@ -56,7 +57,7 @@ class Batcher:
 
     async def start(self) -> None:
         self._queue = asyncio.Queue()
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="forward")
+        self._executor = ThreadPoolExecutor(self.passes, thread_name_prefix="forward")
         self._task = asyncio.create_task(self._run(), name="batcher")
 
     async def stop(self) -> None:
@@ -76,9 +77,11 @@ class Batcher:
 
     async def _run(self) -> None:
         assert self._queue is not None
-        loop = asyncio.get_running_loop()
+        free = asyncio.Semaphore(self.passes)
+        running: set[asyncio.Task[None]] = set()
         last = 1  # drawings in the previous pass
         while True:
+            await free.acquire()  # a pass may start
             batch = [await self._queue.get()]
             self._drain(batch)
             if len(batch) == 1 and last > 1 and self.max_wait_s > 0:
@@ -86,10 +89,20 @@ class Batcher:
                 await asyncio.sleep(self.max_wait_s)
                 self._drain(batch)
             last = len(batch)
+            task = asyncio.create_task(self._pass(batch, free))
+            running.add(task)  # held until done (the loop keeps only weak references)
+            task.add_done_callback(running.discard)
+
+    async def _pass(
+        self, batch: list[tuple[Drawings, asyncio.Future[Rows]]], free: asyncio.Semaphore
+    ) -> None:
+        """One forward pass per member for `batch`, then each request's answer."""
+        try:
             batch = [(d, f) for d, f in batch if not f.done()]  # a client that went away
             if not batch:
-                continue
+                return
             drawings = Drawings.concat([d for d, _ in batch])
+            loop = asyncio.get_running_loop()
             try:
                 out = await loop.run_in_executor(self._executor, self.predict, drawings)
             except Exception as err:  # every waiting request hears of it
@@ -97,13 +110,15 @@ class Batcher:
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(err)
-                continue
+                return
             self.batches += 1
             self.drawings += len(batch)
             assert out.blend is not None
             for i, (_, future) in enumerate(batch):
                 if not future.done():
                     future.set_result((out.blend[i], {k: v[i] for k, v in out.members.items()}))
+        finally:
+            free.release()
 
     def _drain(self, batch: list[tuple[Drawings, asyncio.Future[Rows]]]) -> None:
         assert self._queue is not None

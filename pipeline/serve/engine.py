@@ -84,10 +84,16 @@ class Engine:
         """Every member's probabilities and the blend's, in one forward pass per member."""
         return self.predictor.predict(drawings, batch_size=max(len(drawings), 1))
 
-    def guesses(self, proba: np.ndarray, k: int) -> list[dict[str, Any]]:
-        """The k best classes of one (C,) row, best first (ties to the lower class index)."""
-        top = topk_indices(proba[None, :], k)[0]
-        return [{"word": self.classes[i], "p": float(proba[i])} for i in top]
+    def guesses(self, rows: Sequence[np.ndarray], k: int) -> list[list[dict[str, Any]]]:
+        """The k best classes of each (C,) row, best first (ties to the lower class index)."""
+        proba = np.stack(rows)  # (R, C)
+        top = topk_indices(proba, k)  # (R, k)
+        best = np.take_along_axis(proba, top, axis=1).tolist()
+        words = self.classes[top].tolist()
+        return [
+            [{"word": w, "p": p} for w, p in zip(ws, ps, strict=True)]
+            for ws, ps in zip(words, best, strict=True)
+        ]
 
     def health(self) -> dict[str, Any]:
         """What `GET /api/health` answers: classes, members, blend method, data digests."""

@@ -5,7 +5,9 @@
 - `install_handlers` maps every error the app can raise onto one JSON shape: invalid JSON
   (400), a body that is not JSON at all (415), a request that breaks the schema (422, with the
   first few problems and where they are, `strokes[0][1][3]: ...`), a well-formed request the
-  engine refuses (422), an unknown path or method (404, 405). Anything else is a bug: a 500 with
+  engine refuses (422), an unknown path or method (404, 405), a forward worker that died with
+  the request's batch (503: the machine's fault, not the client's; `WorkerLost`, raised by
+  `workers.py`, which has started another). Anything else is a bug: a 500 with
   a generic message, logged (the fuzz test in tests/test_serve.py hunts for it).
 """
 
@@ -27,6 +29,10 @@ log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1 << 20  # 1 MiB: 10,000 raw points as JSON take about 300 KB
 SHOWN_PROBLEMS = 3
+
+
+class WorkerLost(RuntimeError):
+    """A forward worker process died with a batch; another has been started in its place."""
 
 
 def error(status: int, message: str) -> JSONResponse:
@@ -121,6 +127,10 @@ async def on_request_problem(request: Request, exc: RequestProblem) -> JSONRespo
     return error(422, str(exc))
 
 
+async def on_worker_lost(request: Request, exc: WorkerLost) -> JSONResponse:
+    return error(503, f"{exc}; send the request again")
+
+
 async def on_bug(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unexpected error answering %s %s", request.method, request.url.path)
     return error(500, "internal error (logged by the server)")
@@ -130,4 +140,5 @@ def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, on_validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, on_http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestProblem, on_request_problem)  # type: ignore[arg-type]
+    app.add_exception_handler(WorkerLost, on_worker_lost)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, on_bug)
