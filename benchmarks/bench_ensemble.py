@@ -14,7 +14,8 @@ without prior correction (predict's `test/<x>/map3` and `test/<x>/prior/map3`), 
 fitted with the other method (`logreg` or `weights`), every pair of members alone, and each
 `--flip` set of members predicted with the mirror TTA (each a `dvc exp run` that reruns only
 blend, evaluate and predict: nothing retrains). `-S key=value` changes any param of the run
-(`-S ensemble.time_budget_s=1200 -S 'ensemble.time_shares={cnn: 2}'` splits one budget). Run it
+(`-S ensemble.time_budget_s=1200 -S 'ensemble.time_shares={gru: 1, bilstm: 1, cnn: 2}'` splits
+one budget; the pairs are then left out, since fewer members would each train longer). Run it
 on a quiet machine: the budgets are wall time.
 """
 
@@ -128,7 +129,9 @@ def run(
         if flips:
             dvc(root, "exp", "run", "-S", f"ensemble.flip_tta=[{','.join(flipped_before)}]")
         # Smaller ensembles of the same trained members: only blend, evaluate, predict rerun.
-        for subset in itertools.combinations(names, 2) if len(names) > 2 else []:
+        # (Not with an ensemble budget: fewer members would each get more time, so retrain.)
+        pairs = len(names) > 2 and not params["ensemble"].get("time_budget_s")
+        for subset in itertools.combinations(names, 2) if pairs else []:
             dvc(root, "exp", "run", "-S", f"ensemble.members=[{','.join(subset)}]")
             got = read(root, "metrics/predict.json")
             figures[f"test/blend[{'+'.join(subset)}]/prior/map3"] = round(got["test/map3"], 4)

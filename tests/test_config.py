@@ -268,8 +268,8 @@ def test_every_stage_refuses_a_bad_member_before_any_work(
 @pytest.mark.parametrize(
     ("total", "shares", "expected"),
     [
-        (1200, {}, {"gru": 400, "bilstm": 400, "cnn": 400}),
-        (1200, {"cnn": 2}, {"gru": 300, "bilstm": 300, "cnn": 600}),
+        (1200, {"gru": 1, "bilstm": 1, "cnn": 1}, {"gru": 400, "bilstm": 400, "cnn": 400}),
+        (1200, {"gru": 1, "bilstm": 1, "cnn": 2}, {"gru": 300, "bilstm": 300, "cnn": 600}),
         (1000, {"gru": 1.5, "bilstm": 1, "cnn": 2.5}, {"gru": 300, "bilstm": 200, "cnn": 500}),
     ],
 )
@@ -285,6 +285,17 @@ def test_an_ensemble_budget_is_split_by_the_shares(
     assert again == budgets  # and the split is the same every time
 
 
+@pytest.mark.parametrize("shares", [{}, {"gru": 1, "cnn": 2}])
+def test_with_an_ensemble_budget_every_member_has_a_share(shares: dict) -> None:
+    # Otherwise dropping bilstm from the members would give gru and cnn more time while DVC,
+    # seeing no param of theirs change, kept their shorter runs.
+    params = _params(["gru", "bilstm", "cnn"], {"ensemble.time_budget_s": 1200})
+    params["ensemble"]["time_shares"] = shares
+    missing = "gru" if not shares else "bilstm"
+    with pytest.raises(ConfigError, match=rf"time_shares' gives '{missing}' no share"):
+        load_members(params)
+
+
 def test_without_an_ensemble_budget_each_member_keeps_its_own() -> None:
     params = _params(["gru", "cnn"], {"members.cnn.time_budget_s": 90, "train.time_budget_s": 30})
     budgets = {n: m.train.time_budget_s for n, m in load_members(params).items()}
@@ -295,6 +306,7 @@ def test_a_member_budget_beside_an_ensemble_budget_is_refused() -> None:
     params = _params(
         ["gru", "cnn"], {"members.cnn.time_budget_s": 90, "ensemble.time_budget_s": 600}
     )
+    params["ensemble"]["time_shares"] = {"gru": 1, "cnn": 1}
     with pytest.raises(ConfigError, match=r"'members\.cnn\.time_budget_s' and 'ensemble"):
         load_members(params)
 

@@ -134,7 +134,9 @@ class EnsembleConfig:
     # > 0: the members' training time in all, split by `time_shares` (each member's
     # `train.time_budget_s` is its part); 0: each member's own `train.time_budget_s`
     time_budget_s: Seconds
-    time_shares: dict[str, Annotated[float, Field(gt=0)]]  # member -> weight; 1 if not named
+    # member -> its weight in that split; with a budget every member has one, so that a change
+    # of members is a change of shares, which DVC sees (train@<member> depends on the shares)
+    time_shares: dict[str, Annotated[float, Field(gt=0)]]
     flip_tta: Annotated[tuple[str, ...], AsTuple]  # members that average a drawing and its mirror
 
     def __post_init__(self) -> None:
@@ -145,15 +147,22 @@ class EnsembleConfig:
                     f"param 'ensemble.{key}' names {strays[0]!r}, which is not in "
                     f"ensemble.members ({', '.join(self.members)})"
                 )
+        unshared = [n for n in self.members if n not in self.time_shares]
+        if self.time_budget_s > 0 and unshared:
+            example = ", ".join(f"{n}: {self.time_shares.get(n, 1):g}" for n in self.members)
+            raise ConfigError(
+                f"param 'ensemble.time_shares' gives {unshared[0]!r} no share of "
+                f"ensemble.time_budget_s: name every member ({{{example}}}), so that changing "
+                "the members changes the shares and DVC retrains the members whose time changed"
+            )
 
     def member_budgets(self) -> dict[str, float]:
         """Each member's training seconds: `time_budget_s` split in proportion to the shares
         (parts add up to the whole; empty when there is no ensemble budget)."""
         if self.time_budget_s <= 0:
             return {}
-        weights = {name: self.time_shares.get(name, 1.0) for name in self.members}
-        total = sum(weights.values())
-        return {name: self.time_budget_s * w / total for name, w in weights.items()}
+        total = sum(self.time_shares[name] for name in self.members)
+        return {name: self.time_budget_s * self.time_shares[name] / total for name in self.members}
 
 
 SECTIONS: dict[str, type] = {
