@@ -1,11 +1,11 @@
 """Source `synthetic` (the default): seeded procedural doodles in Kaggle's layout, no download.
 
 Each class is a template of pen strokes (circle, spiral, square, diamond, house, star, ...;
-`doodles.py`) drawn in unit coordinates with per-drawing random parameters, then, for a whole class at once
-in NumPy: random rotation, anisotropic scale, shear, smooth wobble and point jitter, sometimes a
-stray stroke; aligned to the top-left and scaled to 0-255 like Kaggle's simplified data, and
-RDP-simplified (epsilon 2). Per drawing, strokes are sometimes split at corners, reversed or
-reordered. About 8% are "unrecognized": noisier, sometimes missing a stroke.
+`doodles.py`) drawn in unit coordinates with per-drawing random parameters, then, for a whole
+class at once in NumPy: random rotation, anisotropic scale, shear, smooth wobble and point
+jitter, sometimes a stray stroke; aligned to the top-left and scaled to 0-255 like Kaggle's
+simplified data, and RDP-simplified (epsilon 2). Per drawing, strokes are sometimes split at
+corners, reversed or reordered. About 8% are "unrecognized": noisier, sometimes missing a stroke.
 
 Classes are chosen to be confusable (square / diamond / rectangle / envelope, circle / spiral /
 hexagon / smiley face, ...) so a model learns something but does not reach 100%.
