@@ -211,7 +211,7 @@ def test_a_worker_that_dies_is_replaced(served: tuple[Server, Paths], predictor:
     os.kill(workers[0], signal.SIGKILL)
     deadline = time.monotonic() + 30
     while not is_dead(workers[0]) and time.monotonic() < deadline:
-        time.sleep(0.05)  # dead while idle (one killed mid-batch fails that batch: a 500)
+        time.sleep(0.05)  # dead while idle
     strokes = random_drawings(np.random.default_rng(3), 1)[0]
     for _ in range(6):  # whichever worker each request gets
         status, answer = server.post({"drawing": [[x, y] for x, y in strokes], "top": 6})
@@ -222,10 +222,9 @@ def test_a_worker_that_dies_is_replaced(served: tuple[Server, Paths], predictor:
     assert len(forward_workers(server.process.pid)) == 2
 
 
-def test_a_worker_killed_mid_batch_fails_that_batch_and_is_replaced(
+def test_a_worker_killed_mid_batch_is_replaced_and_the_batch_answered(
     served: tuple[Server, Paths], predictor: Predictor
 ) -> None:
-    from pipeline.serve.errors import WorkerLost
     from pipeline.serve.workers import ForwardPool
 
     _, paths = served
@@ -233,19 +232,17 @@ def test_a_worker_killed_mid_batch_fails_that_batch_and_is_replaced(
     pool.start()
     try:
         (worker,) = pool._all
-        big = Drawings.from_strokes(random_drawings(np.random.default_rng(5), 20_000))
+        rows = random_drawings(np.random.default_rng(5), 6_000)
+        big, _ = cap_points(Drawings.from_strokes(rows), 256)
         with ThreadPoolExecutor(1) as executor:
             pending = executor.submit(pool.predict, big)  # seconds of work for the worker
-            time.sleep(1.0)
+            time.sleep(0.5)
             assert not pending.done()
             os.kill(worker.pid, signal.SIGKILL)
-            with pytest.raises(WorkerLost, match="died during this batch"):
-                pending.result(timeout=60)
-        strokes = random_drawings(np.random.default_rng(6), 1)[0]
-        capped, _ = cap_points(Drawings.from_strokes([strokes]), 256)
-        answer = pool.predict(capped)  # the replacement answers
-        np.testing.assert_allclose(answer.blend[0], reference(predictor, strokes), atol=1e-6)
+            answer = pending.result(timeout=300)  # from the replacement
         assert worker not in pool._all and len(pool._all) == 1
+        for k in (0, 5_999):
+            np.testing.assert_allclose(answer.blend[k], reference(predictor, rows[k]), atol=1e-5)
     finally:
         pool.close()
 

@@ -5,7 +5,7 @@
 - `install_handlers` maps every error the app can raise onto one JSON shape: invalid JSON
   (400), a body that is not JSON at all (415), a request that breaks the schema (422, with the
   first few problems and where they are, `strokes[0][1][3]: ...`), a well-formed request the
-  engine refuses (422), an unknown path or method (404, 405), a forward worker that died with
+  engine refuses (422), an unknown path or method (404, 405), forward workers that died twice with
   the request's batch (503: the machine's fault, not the client's; `WorkerLost`, raised by
   `workers.py`, which has started another). Anything else is a bug: a 500 with
   a generic message, logged (the fuzz test in tests/test_serve.py hunts for it).

@@ -8,13 +8,13 @@
 Why processes: the server's event loop is Python (HTTP, JSON, validation) and so is the glue
 between a model's layers, and in one process they take turns on the GIL. A worker process has
 its own, so on 2 cores one batch's forward pass runs while another's does, and the event loop
-runs beside both: measured here, 166-170 drawings/s with 16 clients for two workers against
-112-137 for the forward pass in a thread of the server (docs/serve.md). Each worker is the
+runs beside both: measured here, 278 drawings/s with 16 clients for two workers against 195
+for the forward passes in a thread of the server (docs/serve.md). Each worker is the
 same `Engine` (`Predictor.predict`), so the numbers are the same as in-process ones.
 
-A worker that dies (killed, out of memory) fails the batch it held (`WorkerLost`: a 503 for
-its requests) and is started again; a
-worker whose parent dies sees its pipe close and exits.
+A worker that dies (killed, out of memory) is started again and the batch it held goes to its
+replacement; a batch whose second worker dies too fails (`WorkerLost`: a 503 for its requests).
+A worker whose parent dies sees its pipe close and exits.
 """
 
 from __future__ import annotations
@@ -66,25 +66,30 @@ class ForwardPool:
             self._free.put((process, conn))
 
     def predict(self, drawings: Drawings) -> Prediction:
-        """The batch's probabilities from the next free worker (blocks until one is free)."""
+        """The batch's probabilities from the next free worker (blocks until one is free).
+
+        A worker found dead, or dying with the batch, is replaced and the batch goes to its
+        replacement (a forward pass has no side effects); a second death is `WorkerLost`."""
         process, conn = self._free.get()
-        # Died while idle: replace it before giving it work. (An idle worker never writes, so
-        # a readable pipe is its end closing; is_alive() alone can miss a death when the event
-        # loop's child watcher reaped the process first.)
-        if not process.is_alive() or conn.poll():
-            log.error(
-                "forward worker %s died (exit code %s); starting another",
-                process.pid,
-                process.exitcode,
-            )
-            process, conn = self._replace(process)
-        try:
-            conn.send((drawings.points, drawings.offsets))
-            status, *answer = conn.recv()
-        except (EOFError, OSError) as err:  # the worker died with the batch
-            log.error("forward worker %s died (%s); starting another", process.pid, err)
-            self._free.put(self._replace(process))
-            raise WorkerLost("a forward worker died during this batch and was restarted") from err
+        for attempt in (1, 2):
+            # Died while idle: replace it before giving it work. (An idle worker never writes,
+            # so a readable pipe is its end closing; is_alive() alone can miss a death when the
+            # event loop's child watcher reaped the process first.)
+            if not process.is_alive() or conn.poll():
+                log.error("forward worker %s died (exit code %s)", process.pid, process.exitcode)
+                process, conn = self._replace(process)
+            try:
+                conn.send((drawings.points, drawings.offsets))
+                status, *answer = conn.recv()
+                break
+            except (EOFError, OSError) as err:  # the worker died with the batch
+                log.error("forward worker %s died with a batch (%s)", process.pid, err)
+                process, conn = self._replace(process)
+                if attempt == 2:
+                    self._free.put((process, conn))
+                    raise WorkerLost(
+                        "forward workers died twice with this batch; another was started"
+                    ) from err
         self._free.put((process, conn))
         if status != "ok":
             raise RuntimeError(f"a forward worker failed: {answer[0]}")
