@@ -97,6 +97,7 @@ class Trainer:
             Augment.from_train(cfg),
             cfg.seed,
             ddp.rank,
+            cfg.class_balance,
         )
         self.loader = make_loader(self.dataset, cfg.workers, self.device.type == "cuda")
         self._epoch_sizes: dict[int, int] = {}  # batches per epoch, agreed by every rank
@@ -264,8 +265,10 @@ class Trainer:
             self.checkpoints.save_best(self.step.scored, self._meta() | row)
         spent = time.monotonic() - started
         st.val_s += spent
+        # The run's share so far, as `time/val_share` reports it: a window's own share would
+        # warn at the end, whose forced validation follows a few steps only.
         self._check_cadence(
-            spent / (train_s + spent),
+            st.val_s / max(self._tick(), 1e-9),
             "validation",
             "train.val_every_steps" if self.cfg.val_every_steps else "train.val_every_s",
         )
