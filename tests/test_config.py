@@ -72,6 +72,8 @@ def test_missing_key_is_named() -> None:
         ("epochs", 2.5, "must be an integer"),
         ("learning_rate", "fast", "must be a number"),
         ("label_smoothing", 1.0, "must be < 1"),
+        ("class_balance", 1.5, "must be <= 1"),
+        ("class_balance", -0.5, "must be >= 0"),
         ("aug_rotate_deg", float("nan"), "a finite number"),
     ],
 )

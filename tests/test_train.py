@@ -7,6 +7,7 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -17,14 +18,16 @@ from pipeline.core.store import DrawingStore
 from pipeline.models.checkpoint import load_model
 from pipeline.models.predictor import member_proba
 from pipeline.train import main, run
-from pipeline.training.batches import TrainBatches, make_loader, shard_blocks
+from pipeline.training.batches import TrainBatches, balanced_draw, make_loader, shard_blocks
 from pipeline.training.schedule import budget_steps, lr_at
 from tests.conftest import (
     make_polygon_store,
     member_config,
+    polygon_drawings,
     reference_scores,
     reference_top_k,
     write_params,
+    write_store,
 )
 
 POINTS = PointsEncoder(64)  # per-point features of at most 64 points
@@ -100,6 +103,43 @@ def test_augmented_batches_are_the_same_whatever_the_worker_count(store_path: Pa
     one = [x for x, _, _ in make_loader(data, 0, False)]
     two = [x for x, _, _ in make_loader(data, 2, False)]
     assert all(torch.equal(a, b) for a, b in zip(one, two, strict=True))
+
+
+@pytest.mark.parametrize(("power", "share"), [(0.0, 0.1), (0.5, 0.25), (1.0, 0.5)])
+def test_class_balance_draws_a_class_as_often_as_its_power_says(power: float, share: float) -> None:
+    # 1,000 drawings of class 0, 9,000 of class 1. A class's share of the draw is
+    # n ** (1 - power) / sum: power 0.5 gives sqrt(1,000) / (sqrt(1,000) + sqrt(9,000)) = 1/4.
+    labels = np.repeat([0, 1], [1_000, 9_000])
+    drawn = balanced_draw(labels, power, np.random.default_rng(0))
+    assert len(drawn) == 10_000 and drawn.min() >= 0 and drawn.max() < 10_000
+    assert (labels[drawn] == 0).mean() == pytest.approx(share, abs=0.015)  # 1.5 sd at most
+
+
+def test_a_balanced_epoch_is_as_long_and_draws_the_rare_class_as_often(tmp_path: Path) -> None:
+    # 20 triangles against 140 squares: 160 drawings, 10 blocks of 16.
+    both = polygon_drawings(2, 140, 0)
+    keep = np.flatnonzero((both.labels == 1) | (np.arange(len(both)) < 40))
+    store = write_store(tmp_path / "s.zarr", ["triangle", "square"], {"train": both.take(keep)})
+    blocks = list(range(10))
+    plain = TrainBatches(store, "train", blocks, 16, 10, POINTS, None, seed=0)
+    plain.set_epoch(0)
+    assert torch.cat([y for _, _, y in plain]).bincount().tolist() == [20, 140]
+
+    aug = Augment(scale=0.1, stroke_dropout=0.2)
+    data = TrainBatches(store, "train", blocks, 16, 10, POINTS, aug, seed=0, class_balance=1.0)
+    epochs = []
+    for epoch in (0, 1):
+        data.set_epoch(epoch)
+        batches = list(make_loader(data, 0, False))
+        assert len(batches) == data.n_batches(epoch) == plain.n_batches(epoch) == 10
+        epochs.append(torch.cat([y for _, _, y in batches]))
+    assert len(epochs[0]) == 160
+    assert 60 <= (epochs[0] == 0).sum() <= 100  # 80 expected (sd 6.3), not 20
+    assert not torch.equal(epochs[0], epochs[1])
+    # the same epoch whatever the loader's worker count
+    data.set_epoch(1)
+    two = [y for _, _, y in make_loader(data, 2, False)]
+    assert torch.equal(torch.cat(two), epochs[1])
 
 
 def test_shards_split_blocks_between_ranks() -> None:

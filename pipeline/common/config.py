@@ -90,6 +90,9 @@ class TrainConfig:
     aug_jitter: Annotated[float, Field(ge=0, le=64)]  # canvas units (0-255)
     aug_stroke_dropout: Fraction
     shuffle_buffer_blocks: Positive
+    # 0: draw each drawing once per epoch; 1: every class equally often (a small class's
+    # drawings repeat, a large one's are subsampled); between: weight n_class ** -class_balance
+    class_balance: Annotated[float, Field(ge=0, le=1)]
     workers: Count  # DataLoader worker processes; 0 = load in the main process
     threads: Count  # torch threads per process; 0 = cores / processes - workers
     checkpoint_every_s: Seconds  # 0 = only at the end of each epoch
