@@ -53,8 +53,9 @@ plots: setup
 serve: setup
 	$(BIN)/python -m pipeline.serve $(SERVE_ARGS)
 
+# The 10 slowest tests are listed at the end: the suite's budget is 10 minutes on 2 cores.
 test: setup lint
-	$(BIN)/python -m pytest -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -n 2 --dist loadgroup --durations=10
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow"
