@@ -60,6 +60,11 @@ class TrainState:
     val_s: float = 0.0  # time spent validating and writing checkpoints (of elapsed_s)
     finished: bool = False
 
+    @property
+    def val_share(self) -> float:
+        """Share of the training time spent validating and writing checkpoints so far."""
+        return self.val_s / max(self.elapsed_s, 1e-9)
+
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 

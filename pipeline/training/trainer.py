@@ -267,8 +267,9 @@ class Trainer:
         st.val_s += spent
         # The run's share so far, as `time/val_share` reports it: a window's own share would
         # warn at the end, whose forced validation follows a few steps only.
+        self._tick()
         self._check_cadence(
-            st.val_s / max(self._tick(), 1e-9),
+            st.val_share,
             "validation",
             "train.val_every_steps" if self.cfg.val_every_steps else "train.val_every_s",
         )
@@ -402,7 +403,7 @@ class Trainer:
             "steps": st.step,
             "time_s": st.elapsed_s,
             "time/val_s": round(st.val_s, 3),
-            "time/val_share": round(st.val_s / max(st.elapsed_s, 1e-9), 4),
+            "time/val_share": round(st.val_share, 4),
             "train/drawings": self.n_train,
             "train/samples_per_s": float(np.mean([r["train/samples_per_s"] for r in self.history])),
         }
